@@ -1,0 +1,801 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Mask DINO training: Hungarian matching, the hybrid (class, box, mask) loss and the denoising-query builder."""
+
+from collections.abc import Mapping
+
+import torch
+import torch.distributed as dist
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+from transformers.image_transforms import center_to_corners_format, corners_to_center_format
+from transformers.loss.loss_for_object_detection import generalized_box_iou
+
+from .configuration_maskdino import MaskDinoConfig
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pure functions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Logit of `x` clamped to `[0, 1]`, with both odds terms clamped to `eps` (DETR convention)."""
+    x = x.clamp(min=0, max=1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def dice_loss(inputs: Tensor, labels: Tensor, num_masks: float | Tensor) -> Tensor:
+    r"""
+    Dice loss, summed over masks and divided by `num_masks`:
+    $$ \mathcal{L}_{\text{dice}}(x, y) = 1 - \frac{2 \sum \sigma(x) y + 1}{\sum \sigma(x) + \sum y + 1} $$
+
+    Args:
+        inputs (`torch.Tensor` of shape `(num_masks, num_points)`):
+            Mask logits.
+        labels (`torch.Tensor` of shape `(num_masks, num_points)`):
+            Target mask values in `[0, 1]`.
+        num_masks (`float` or `torch.Tensor`):
+            Normaliser (number of target masks in the batch, averaged over processes).
+    """
+    probs = inputs.sigmoid().flatten(1)
+    numerator = 2 * (probs * labels).sum(-1)
+    denominator = probs.sum(-1) + labels.sum(-1)
+    loss = 1 - (numerator + 1) / (denominator + 1)
+    return loss.sum() / num_masks
+
+
+def sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor, num_masks: float | Tensor) -> Tensor:
+    """
+    Binary cross-entropy averaged over the points of each mask, summed over masks and divided by `num_masks`.
+
+    Args:
+        inputs (`torch.Tensor` of shape `(num_masks, num_points)`):
+            Mask logits.
+        labels (`torch.Tensor` of shape `(num_masks, num_points)`):
+            Target mask values in `[0, 1]`.
+        num_masks (`float` or `torch.Tensor`):
+            Normaliser.
+    """
+    loss = nn.functional.binary_cross_entropy_with_logits(inputs, labels, reduction="none")
+    return loss.mean(1).sum() / num_masks
+
+
+def sigmoid_focal_loss(
+    inputs: Tensor, labels: Tensor, num_masks: float | Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> Tensor:
+    """
+    Sigmoid focal loss (RetinaNet) summed over every query and class, divided by `num_masks`.
+
+    The original computes `loss.mean(1).sum() / num_masks * num_queries`, which is this sum.
+
+    Args:
+        inputs (`torch.Tensor` of shape `(batch_size, num_queries, num_labels)`):
+            Class logits.
+        labels (`torch.Tensor` of the same shape):
+            One-hot targets (all zeros for unmatched queries).
+        num_masks (`float` or `torch.Tensor`):
+            Normaliser.
+        alpha (`float`, *optional*, defaults to 0.25):
+            Weight of the positive class (`1 - alpha` for the negatives); negative to disable.
+        gamma (`float`, *optional*, defaults to 2.0):
+            Focusing exponent on `1 - p_t`.
+    """
+    probs = inputs.sigmoid()
+    cross_entropy = nn.functional.binary_cross_entropy_with_logits(inputs, labels, reduction="none")
+    p_t = probs * labels + (1 - probs) * (1 - labels)
+    loss = cross_entropy * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * labels + (1 - alpha) * (1 - labels)) * loss
+    return loss.sum() / num_masks
+
+
+def pair_wise_dice_loss(inputs: Tensor, labels: Tensor) -> Tensor:
+    """
+    Dice loss between every prediction and every target, see `dice_loss`.
+
+    Args:
+        inputs (`torch.Tensor` of shape `(num_queries, num_points)`):
+            Mask logits.
+        labels (`torch.Tensor` of shape `(num_targets, num_points)`):
+            Target mask values.
+
+    Returns:
+        `torch.Tensor` of shape `(num_queries, num_targets)`.
+    """
+    probs = inputs.sigmoid().flatten(1)
+    numerator = 2 * probs @ labels.T
+    denominator = probs.sum(-1)[:, None] + labels.sum(-1)[None, :]
+    return 1 - (numerator + 1) / (denominator + 1)
+
+
+def pair_wise_sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor) -> Tensor:
+    """
+    Mean binary cross-entropy over the points between every prediction and every target.
+
+    Args:
+        inputs (`torch.Tensor` of shape `(num_queries, num_points)`):
+            Mask logits.
+        labels (`torch.Tensor` of shape `(num_targets, num_points)`):
+            Target mask values.
+
+    Returns:
+        `torch.Tensor` of shape `(num_queries, num_targets)`.
+    """
+    num_points = inputs.shape[1]
+    loss_positive = nn.functional.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
+    loss_negative = nn.functional.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    return (loss_positive @ labels.T + loss_negative @ (1 - labels).T) / num_points
+
+
+def pair_wise_sigmoid_focal_cost(logits: Tensor, target_labels: Tensor, alpha: float, gamma: float) -> Tensor:
+    """
+    Focal classification cost of assigning each query to each target (Deformable DETR / DINO matcher).
+
+    Args:
+        logits (`torch.Tensor` of shape `(num_queries, num_class_logits)`):
+            Class logits (a trailing "no object" logit, if any, is never indexed).
+        target_labels (`torch.Tensor` of shape `(num_targets,)`):
+            Target class ids.
+
+    Returns:
+        `torch.Tensor` of shape `(num_queries, num_targets)`.
+    """
+    probs = logits.sigmoid()
+    # 1e-8 keeps the log finite for saturated probabilities
+    negative_cost = (1 - alpha) * (probs**gamma) * (-(1 - probs + 1e-8).log())
+    positive_cost = alpha * ((1 - probs) ** gamma) * (-(probs + 1e-8).log())
+    return positive_cost[:, target_labels] - negative_cost[:, target_labels]
+
+
+def pair_wise_box_costs(pred_boxes: Tensor, target_boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """
+    L1 and negative generalized-IoU costs between every predicted and every target box.
+
+    Args:
+        pred_boxes (`torch.Tensor` of shape `(num_queries, 4)`):
+            Predicted (center_x, center_y, width, height) boxes.
+        target_boxes (`torch.Tensor` of shape `(num_targets, 4)`):
+            Target boxes in the same format.
+
+    Returns:
+        `tuple(torch.Tensor, torch.Tensor)`, each of shape `(num_queries, num_targets)`.
+    """
+    cost_l1 = torch.cdist(pred_boxes, target_boxes, p=1)
+    cost_giou = -generalized_box_iou(center_to_corners_format(pred_boxes), center_to_corners_format(target_boxes))
+    return cost_l1, cost_giou
+
+
+def sample_point(input_features: Tensor, point_coordinates: Tensor, **kwargs) -> Tensor:
+    """
+    `grid_sample` at `[0, 1] x [0, 1]` normalised (x, y) coordinates.
+
+    Args:
+        input_features (`torch.Tensor` of shape `(batch_size, channels, height, width)`):
+            Maps to sample.
+        point_coordinates (`torch.Tensor` of shape `(batch_size, num_points, 2)`):
+            Normalised (x, y) point coordinates.
+
+    Returns:
+        `torch.Tensor` of shape `(batch_size, channels, num_points)`.
+    """
+    point_features = nn.functional.grid_sample(input_features, 2.0 * point_coordinates.unsqueeze(2) - 1.0, **kwargs)
+    return point_features.squeeze(3)
+
+
+def sample_points_using_uncertainty(
+    logits: Tensor, num_points: int, oversample_ratio: float, importance_sample_ratio: float
+) -> Tensor:
+    """
+    PointRend training point selection: draw `oversample_ratio * num_points` uniform candidates per mask, keep the
+    `importance_sample_ratio * num_points` most uncertain ones (smallest `|logit|`), and complete with fresh uniform
+    points.
+
+    Random draws, in this order (the original's): `rand(N, int(num_points * oversample_ratio), 2)`, then
+    `rand(N, num_points - int(importance_sample_ratio * num_points), 2)` when that is not empty.
+
+    Args:
+        logits (`torch.Tensor` of shape `(num_masks, 1, height, width)`):
+            Mask logits.
+
+    Returns:
+        `torch.Tensor` of shape `(num_masks, num_points, 2)`: normalised (x, y) coordinates.
+    """
+    num_masks = logits.shape[0]
+    num_candidates = int(num_points * oversample_ratio)
+    candidates = torch.rand(num_masks, num_candidates, 2, device=logits.device)
+    uncertainty = -sample_point(logits, candidates, align_corners=False).abs()  # num_masks, 1, num_candidates
+
+    num_uncertain_points = int(importance_sample_ratio * num_points)
+    num_random_points = num_points - num_uncertain_points
+    top_indices = torch.topk(uncertainty[:, 0, :], k=num_uncertain_points, dim=1)[1]
+    point_coordinates = torch.gather(candidates, 1, top_indices.unsqueeze(-1).expand(-1, -1, 2))
+    if num_random_points > 0:
+        random_points = torch.rand(num_masks, num_random_points, 2, device=logits.device)
+        point_coordinates = torch.cat([point_coordinates, random_points], dim=1)
+    return point_coordinates
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """
+    Tight pixel boxes of binary masks, `[x_min, y_min, x_max + 1, y_max + 1]` (the box covers the last pixel, as
+    detectron2's `BitMasks.get_bounding_boxes`). Empty masks give `[0, 0, 0, 0]`.
+
+    Args:
+        masks (`torch.Tensor` of shape `(num_masks, height, width)`):
+            Masks; non-zero pixels are foreground.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_masks, 4)`: (x_min, y_min, x_max, y_max) in pixels.
+    """
+    masks = masks.bool()
+    if masks.shape[0] == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    height, width = masks.shape[-2:]
+    columns = masks.any(dim=1)  # num_masks, width
+    rows = masks.any(dim=2)  # num_masks, height
+    # argmax returns the first maximal index: the first occupied column/row from either end
+    x_min = columns.int().argmax(dim=1)
+    x_max = width - columns.flip(1).int().argmax(dim=1)
+    y_min = rows.int().argmax(dim=1)
+    y_max = height - rows.flip(1).int().argmax(dim=1)
+    boxes = torch.stack([x_min, y_min, x_max, y_max], dim=1).float()
+    non_empty = columns.any(dim=1)
+    return boxes * non_empty[:, None]
+
+
+def target_boxes_from_masks(masks: Tensor, image_height: int, image_width: int) -> Tensor:
+    """
+    Box targets as the original feeds its criterion: `masks_to_boxes`, converted to (center_x, center_y, width,
+    height) and normalised by the UNPADDED image size (the predicted boxes are relative to the padded input).
+
+    Args:
+        masks (`torch.Tensor` of shape `(num_masks, padded_height, padded_width)`):
+            Target masks, zero-padded at the bottom/right.
+        image_height (`int`), image_width (`int`):
+            Size of the image before padding.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_masks, 4)`.
+    """
+    boxes = masks_to_boxes(masks)
+    scale = torch.tensor(
+        [image_width, image_height, image_width, image_height], dtype=boxes.dtype, device=boxes.device
+    )
+    return corners_to_center_format(boxes) / scale
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Denoising queries
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def build_denoising_queries(
+    targets: list[dict[str, Tensor]],
+    num_queries: int,
+    num_labels: int,
+    num_denoising: int,
+    label_noise_ratio: float,
+    box_noise_scale: float,
+    label_embedding: nn.Embedding,
+    hidden_dim: int,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, dict | None]:
+    """
+    Builds the denoising queries of Mask DINO (DN-DETR style, one positive query per target and group): noised
+    ground-truth labels embedded by `label_embedding` as content, noised ground-truth boxes as anchors.
+
+    The queries form `num_denoising_groups = num_denoising // max_targets_per_image` groups of
+    `max_targets_per_image` slots. Slot `t` of group `g` (query `g * max_targets_per_image + t`) of image `b`
+    reconstructs target `t` of image `b`; the slots past an image's number of targets are padding (zero content, zero
+    unsigmoided box) and are trained as "no object".
+
+    Noise: each label is replaced, with probability `label_noise_ratio * 0.5`, by a class drawn uniformly from
+    `[0, num_labels)`; each box `(cx, cy, w, h)` moves by `(u * w / 2, u * h / 2, u * w, u * h) * box_noise_scale`
+    with independent `u ~ U(-1, 1)`, and is clamped to `[0, 1]`.
+
+    Random draws, in the original's order: `rand(G * T)` and `randint(num_labels, (flipped,))` for the labels,
+    then `rand(G * T, 4)` for the boxes, where `T` is the number of targets in the batch and the flat order is group,
+    then image, then target.
+
+    Args:
+        targets (`list[dict]`):
+            Per image, `"labels"` (`torch.LongTensor` of shape `(num_targets,)`) and `"boxes"` (`torch.FloatTensor`
+            of shape `(num_targets, 4)`, normalised (center_x, center_y, width, height)).
+        num_queries (`int`):
+            Number of matching queries that follow the denoising queries in the decoder.
+        num_labels (`int`):
+            Number of classes (replacement labels are drawn from them).
+        num_denoising (`int`):
+            Budget of denoising queries (`config.num_denoising`).
+        label_noise_ratio (`float`):
+            Twice the probability of flipping a label.
+        box_noise_scale (`float`):
+            Scale of the box jitter.
+        label_embedding (`nn.Embedding` of `num_labels` embeddings):
+            Embeds the noised labels into content queries.
+        hidden_dim (`int`):
+            Width of the content queries.
+
+    Returns:
+        `tuple` of four elements, all `None` when there is no denoising group (`num_denoising == 0`, no target in the
+        batch, or more targets in one image than `num_denoising`):
+        - **content** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, hidden_dim)`).
+        - **boxes_unsigmoided** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): anchors
+          before the sigmoid.
+        - **self_attention_mask** (`torch.BoolTensor` of shape `(num_denoising_queries + num_queries,) * 2`): `True`
+          where query `i` (row) may NOT attend to query `j` (column). Groups don't see each other and matching
+          queries don't see any denoising query; denoising queries see the matching queries.
+        - **denoising_meta_values** (`dict`):
+            - `num_denoising_groups` (`int`): number of groups `G`.
+            - `max_targets_per_image` (`int`): slots per group `T_max`.
+            - `num_denoising_queries` (`int`): `G * T_max`; the decoder's queries are split at this index.
+            - `matching_indices` (`list[tuple[torch.LongTensor, torch.LongTensor]]`): per image, the fixed assignment
+              (denoising query indices, target indices), group by group; the criterion uses it instead of the
+              Hungarian matching.
+            - `noised_labels` (`torch.LongTensor` of shape `(batch_size, num_denoising_queries)`): label fed to each
+              query, `-1` for padding slots.
+            - `noised_boxes` (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): box fed to each
+              query (after noise and clamping, before `inverse_sigmoid`), zeros for padding slots.
+    """
+    if num_denoising <= 0 or len(targets) == 0:
+        return None, None, None, None
+    num_targets_per_image = [len(target["labels"]) for target in targets]
+    max_targets_per_image = max(num_targets_per_image)
+    if max_targets_per_image == 0:
+        return None, None, None, None
+    num_denoising_groups = num_denoising // max_targets_per_image
+    if num_denoising_groups == 0:
+        return None, None, None, None
+
+    device = label_embedding.weight.device
+    batch_size = len(targets)
+    num_denoising_queries = num_denoising_groups * max_targets_per_image
+
+    labels = torch.cat([target["labels"] for target in targets]).to(device=device, dtype=torch.long)
+    boxes = torch.cat([target["boxes"] for target in targets]).to(device=device, dtype=torch.float32)
+    image_index = torch.cat(
+        [torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(num_targets_per_image)]
+    )
+    slot_in_group = torch.cat([torch.arange(n, device=device) for n in num_targets_per_image])
+
+    # flat order: group, image, target (the order of the original's random draws)
+    noised_labels = labels.repeat(num_denoising_groups)
+    noised_boxes = boxes.repeat(num_denoising_groups, 1)
+    image_index = image_index.repeat(num_denoising_groups)
+    group_offset = torch.arange(num_denoising_groups, device=device).repeat_interleave(len(labels))
+    query_index = group_offset * max_targets_per_image + slot_in_group.repeat(num_denoising_groups)
+
+    if label_noise_ratio > 0:
+        flip = torch.rand(noised_labels.shape, device=device) < (label_noise_ratio * 0.5)
+        flipped_positions = torch.nonzero(flip).view(-1)
+        new_labels = torch.randint(0, num_labels, flipped_positions.shape, dtype=torch.long, device=device)
+        noised_labels = noised_labels.scatter(0, flipped_positions, new_labels)
+    if box_noise_scale > 0:
+        # centre moves by up to half the size, size changes by up to the size itself
+        max_shift = torch.cat([noised_boxes[:, 2:] / 2, noised_boxes[:, 2:]], dim=1)
+        jitter = (torch.rand(noised_boxes.shape, device=device) * 2 - 1.0) * max_shift
+        noised_boxes = (noised_boxes + jitter * box_noise_scale).clamp(min=0.0, max=1.0)
+
+    content = torch.zeros(
+        batch_size, num_denoising_queries, hidden_dim, dtype=label_embedding.weight.dtype, device=device
+    )
+    content[image_index, query_index] = label_embedding(noised_labels)
+    boxes_unsigmoided = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
+    boxes_unsigmoided[image_index, query_index] = inverse_sigmoid(noised_boxes)
+    noised_labels_per_query = torch.full((batch_size, num_denoising_queries), -1, dtype=torch.long, device=device)
+    noised_labels_per_query[image_index, query_index] = noised_labels
+    noised_boxes_per_query = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
+    noised_boxes_per_query[image_index, query_index] = noised_boxes
+
+    total_queries = num_denoising_queries + num_queries
+    self_attention_mask = torch.zeros(total_queries, total_queries, dtype=torch.bool, device=device)
+    # matching queries must not see the ground truth hidden in the denoising queries
+    self_attention_mask[num_denoising_queries:, :num_denoising_queries] = True
+    for group in range(num_denoising_groups):
+        start, end = group * max_targets_per_image, (group + 1) * max_targets_per_image
+        self_attention_mask[start:end, :start] = True
+        self_attention_mask[start:end, end:num_denoising_queries] = True
+
+    matching_indices = []
+    for num_targets in num_targets_per_image:
+        target_index = torch.arange(num_targets, device=device).repeat(num_denoising_groups)
+        group_start = torch.arange(num_denoising_groups, device=device).repeat_interleave(num_targets)
+        matching_indices.append((group_start * max_targets_per_image + target_index, target_index))
+
+    denoising_meta_values = {
+        "num_denoising_groups": num_denoising_groups,
+        "max_targets_per_image": max_targets_per_image,
+        "num_denoising_queries": num_denoising_queries,
+        "matching_indices": matching_indices,
+        "noised_labels": noised_labels_per_query,
+        "noised_boxes": noised_boxes_per_query,
+    }
+    return content, boxes_unsigmoided, self_attention_mask, denoising_meta_values
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Matcher
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class MaskDinoHungarianMatcher(nn.Module):
+    """
+    One-to-one assignment of queries to targets minimising Mask DINO's hybrid cost: focal classification, L1 and
+    generalized-IoU box costs, and sigmoid cross-entropy and dice mask costs on `num_points` random points shared by
+    all queries and targets of an image. Costs are computed in float32; the assignment is scipy's
+    `linear_sum_assignment`.
+
+    Random draws: `rand(1, num_points, 2)` per image, also for images without targets.
+    """
+
+    def __init__(
+        self,
+        class_cost: float = 4.0,
+        mask_cost: float = 5.0,
+        dice_cost: float = 5.0,
+        box_cost: float = 5.0,
+        giou_cost: float = 2.0,
+        num_points: int = 12544,
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+    ):
+        super().__init__()
+        if class_cost == 0 and mask_cost == 0 and dice_cost == 0 and box_cost == 0 and giou_cost == 0:
+            raise ValueError("All matching costs are 0: set at least one of class/mask/dice/box/giou cost.")
+        self.class_cost = class_cost
+        self.mask_cost = mask_cost
+        self.dice_cost = dice_cost
+        self.box_cost = box_cost
+        self.giou_cost = giou_cost
+        self.num_points = num_points
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+
+    @torch.no_grad()
+    def forward(
+        self, class_logits: Tensor, mask_logits: Tensor, pred_boxes: Tensor, targets: list[dict[str, Tensor]]
+    ) -> list[tuple[Tensor, Tensor]]:
+        """
+        Args:
+            class_logits (`torch.Tensor` of shape `(batch_size, num_queries, num_class_logits)`):
+                Class logits.
+            mask_logits (`torch.Tensor` of shape `(batch_size, num_queries, height, width)`):
+                Mask logits.
+            pred_boxes (`torch.Tensor` of shape `(batch_size, num_queries, 4)`):
+                Predicted normalised (center_x, center_y, width, height) boxes.
+            targets (`list[dict]`):
+                Per image, `"labels"` `(num_targets,)`, `"masks"` `(num_targets, H, W)` and `"boxes"`
+                `(num_targets, 4)`.
+
+        Returns:
+            `list[tuple[torch.LongTensor, torch.LongTensor]]`: per image, (query indices sorted ascending, target
+            indices), `min(num_queries, num_targets)` pairs, on the CPU.
+        """
+        indices = []
+        for batch_index, target in enumerate(targets):
+            cost_matrix = self._cost_matrix(
+                class_logits[batch_index].float(),
+                mask_logits[batch_index].float(),
+                pred_boxes[batch_index].float(),
+                target,
+            )
+            # a NaN/inf cost is only chosen when nothing else is left
+            max_value = torch.finfo(cost_matrix.dtype).max
+            cost_matrix = torch.nan_to_num(cost_matrix, nan=max_value, posinf=max_value, neginf=max_value)
+            query_indices, target_indices = linear_sum_assignment(cost_matrix.cpu())
+            indices.append(
+                (torch.as_tensor(query_indices, dtype=torch.int64), torch.as_tensor(target_indices, dtype=torch.int64))
+            )
+        return indices
+
+    def _cost_matrix(self, class_logits: Tensor, mask_logits: Tensor, pred_boxes: Tensor, target: dict) -> Tensor:
+        """(num_queries, num_targets) hybrid cost of one image."""
+        device = mask_logits.device
+        target_labels = target["labels"].to(device)
+        # drawn for every image, with or without targets, to keep the random stream aligned with the original
+        point_coordinates = torch.rand(1, self.num_points, 2, device=device)
+
+        cost = self.class_cost * pair_wise_sigmoid_focal_cost(
+            class_logits, target_labels, self.focal_alpha, self.focal_gamma
+        )
+        if self.box_cost != 0 or self.giou_cost != 0:
+            cost_l1, cost_giou = pair_wise_box_costs(
+                pred_boxes, target["boxes"].to(device=device, dtype=torch.float32)
+            )
+            cost = cost + self.box_cost * cost_l1 + self.giou_cost * cost_giou
+        if self.mask_cost != 0 or self.dice_cost != 0:
+            # the masks are the channels of a single image, so one grid serves all of them
+            target_points = sample_point(
+                target["masks"].to(device=device, dtype=torch.float32)[None], point_coordinates, align_corners=False
+            )[0]
+            pred_points = sample_point(mask_logits[None], point_coordinates, align_corners=False)[0]
+            cost = cost + self.mask_cost * pair_wise_sigmoid_cross_entropy_loss(pred_points, target_points)
+            cost = cost + self.dice_cost * pair_wise_dice_loss(pred_points, target_points)
+        return cost
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Criterion
+# --------------------------------------------------------------------------------------------------------------------
+
+LOSS_NAMES = ("loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou")
+
+
+def _base_loss_name(key: str) -> str:
+    """`"loss_giou_dn_3"` -> `"loss_giou"`."""
+    return "_".join(key.split("_")[:2])
+
+
+class MaskDinoLoss(nn.Module):
+    """
+    Mask DINO's training loss. Every output set (final prediction, each auxiliary prediction, the encoder proposals)
+    is Hungarian-matched to the targets and trained with classification (sigmoid focal, or cross-entropy with a
+    down-weighted "no object" class for semantic models), L1 + GIoU box losses and point-sampled mask BCE + dice
+    losses; denoising queries use their fixed assignment instead of the matching.
+
+    Returned keys and weights are the original's: `loss_ce`, `loss_mask`, `loss_dice`, `loss_bbox`, `loss_giou` for
+    the final prediction; suffix `_{i}` for `auxiliary_outputs[i]` (with an initial prediction, `i = 0` is the
+    prediction made from the initial queries); `_interm` for the encoder proposals; `_dn` and `_dn_{i}` for the
+    denoising queries (no `_dn_0` without query selection from the encoder, as in the original). Each key is
+    multiplied by the weight of its base loss (`class_weight`, `mask_weight`, `dice_weight`, `box_weight`,
+    `giou_weight`).
+
+    The module holds no tensors (the "no object" class weight is built on the fly), so nothing needs initialising
+    after meta-device loading.
+    """
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__()
+        self.num_labels = config.num_labels
+        self.use_semantic_cross_entropy = config.use_semantic_cross_entropy
+        self.no_object_weight = config.no_object_weight
+        self.focal_alpha = config.focal_alpha
+        self.focal_gamma = config.focal_gamma
+        self.num_points = config.train_num_points
+        self.oversample_ratio = config.oversample_ratio
+        self.importance_sample_ratio = config.importance_sample_ratio
+        self.use_auxiliary_loss = config.use_auxiliary_loss
+        self.box_loss = config.box_loss
+        self.panoptic_box_loss = config.panoptic_box_loss
+        self.stuff_label_ids = list(config.stuff_label_ids)
+        self.num_denoising = config.num_denoising
+        self.denoise_masks = config.denoise_masks
+        self.weight_dict = {
+            "loss_ce": config.class_weight,
+            "loss_mask": config.mask_weight,
+            "loss_dice": config.dice_weight,
+            "loss_bbox": config.box_weight,
+            "loss_giou": config.giou_weight,
+        }
+        self.matcher = MaskDinoHungarianMatcher(
+            class_cost=config.class_cost,
+            mask_cost=config.mask_cost,
+            dice_cost=config.dice_cost,
+            box_cost=config.box_cost,
+            giou_cost=config.giou_cost,
+            num_points=config.train_num_points,
+            focal_alpha=config.focal_alpha,
+            focal_gamma=config.focal_gamma,
+        )
+        self.last_matching: dict[str, list[tuple[Tensor, Tensor]]] = {}
+
+    # ---- per-loss methods -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prediction_indices(indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        batch_index = torch.cat([torch.full_like(source, i) for i, (source, _) in enumerate(indices)])
+        query_index = torch.cat([source for source, _ in indices])
+        return batch_index, query_index
+
+    @staticmethod
+    def _matched_targets(targets: list[dict], indices: list[tuple[Tensor, Tensor]], key: str) -> Tensor:
+        return torch.cat(
+            [target[key][target_index.to(target[key].device)] for target, (_, target_index) in zip(targets, indices)]
+        )
+
+    def loss_labels(self, class_logits: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
+        """`loss_ce`: sigmoid focal loss over `num_labels` logits, or cross-entropy with the no-object weight."""
+        class_logits = class_logits.float()
+        batch_size, num_queries = class_logits.shape[:2]
+        device = class_logits.device
+        batch_index, query_index = self._prediction_indices(indices)
+        batch_index, query_index = batch_index.to(device), query_index.to(device)
+        target_classes = torch.full((batch_size, num_queries), self.num_labels, dtype=torch.long, device=device)
+        target_classes[batch_index, query_index] = self._matched_targets(targets, indices, "labels").to(device)
+
+        if self.use_semantic_cross_entropy:
+            class_weights = torch.ones(self.num_labels + 1, dtype=class_logits.dtype, device=device)
+            class_weights[-1] = self.no_object_weight
+            loss = nn.functional.cross_entropy(class_logits.transpose(1, 2), target_classes, class_weights)
+            return {"loss_ce": loss}
+
+        # one-hot over num_labels + 1 columns so that "no object" rows end up all zeros once the last is dropped
+        one_hot = nn.functional.one_hot(target_classes, self.num_labels + 1)[..., : class_logits.shape[-1]]
+        loss = sigmoid_focal_loss(
+            class_logits, one_hot.to(class_logits.dtype), num_masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+        )
+        return {"loss_ce": loss}
+
+    def loss_boxes(self, pred_boxes: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
+        """`loss_bbox` (L1) and `loss_giou`, summed over matched pairs and divided by `num_masks`. Stuff targets are
+        left out unless `panoptic_box_loss` (the normaliser still counts them)."""
+        device = pred_boxes.device
+        batch_index, query_index = self._prediction_indices(indices)
+        source_boxes = pred_boxes[batch_index.to(device), query_index.to(device)].float()
+        target_boxes = self._matched_targets(targets, indices, "boxes").to(device=device, dtype=torch.float32)
+        if self.stuff_label_ids and not self.panoptic_box_loss:
+            target_labels = self._matched_targets(targets, indices, "labels").to(device)
+            is_thing = ~torch.isin(target_labels, torch.tensor(self.stuff_label_ids, device=device))
+            source_boxes, target_boxes = source_boxes[is_thing], target_boxes[is_thing]
+        loss_bbox = nn.functional.l1_loss(source_boxes, target_boxes, reduction="none").sum() / num_masks
+        giou = torch.diag(
+            generalized_box_iou(center_to_corners_format(source_boxes), center_to_corners_format(target_boxes))
+        )
+        loss_giou = (1 - giou).sum() / num_masks
+        return {"loss_bbox": loss_bbox, "loss_giou": loss_giou}
+
+    def loss_masks(self, mask_logits: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
+        """`loss_mask` (BCE) and `loss_dice` on uncertainty-sampled points of each matched pair."""
+        device = mask_logits.device
+        batch_index, query_index = self._prediction_indices(indices)
+        if batch_index.numel() == 0:
+            # keeps the graph connected (DDP) when no image of the batch has a target
+            zero = mask_logits.sum() * 0.0
+            return {"loss_mask": zero, "loss_dice": zero.clone()}
+        pred_masks = mask_logits[batch_index.to(device), query_index.to(device)][:, None]  # num_pairs, 1, h, w
+        target_masks = self._matched_target_masks(targets, indices, device, pred_masks.dtype)[:, None]
+
+        # No upsampling: points are in normalised coordinates, so predictions (1/4 resolution) and targets (input
+        # resolution) are sampled at the same places.
+        with torch.no_grad():
+            point_coordinates = sample_points_using_uncertainty(
+                pred_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio
+            )
+            point_labels = sample_point(target_masks, point_coordinates, align_corners=False).squeeze(1)
+        point_logits = sample_point(pred_masks, point_coordinates, align_corners=False).squeeze(1)
+        return {
+            "loss_mask": sigmoid_cross_entropy_loss(point_logits.float(), point_labels.float(), num_masks),
+            "loss_dice": dice_loss(point_logits.float(), point_labels.float(), num_masks),
+        }
+
+    @staticmethod
+    def _matched_target_masks(targets: list[dict], indices: list, device, dtype) -> Tensor:
+        """Matched target masks, zero-padded at the bottom/right to the largest size in the batch."""
+        masks = [
+            target["masks"][target_index.to(target["masks"].device)]
+            for target, (_, target_index) in zip(targets, indices)
+        ]
+        height = max(mask.shape[-2] for mask in masks)
+        width = max(mask.shape[-1] for mask in masks)
+        masks = [
+            nn.functional.pad(
+                mask.to(device=device, dtype=dtype), (0, width - mask.shape[-1], 0, height - mask.shape[-2])
+            )
+            for mask in masks
+        ]
+        return torch.cat(masks)
+
+    # ---- per-branch methods ---------------------------------------------------------------------------------------
+
+    def _losses_for_output_set(
+        self,
+        output: Mapping,
+        targets: list[dict],
+        indices: list,
+        num_masks: Tensor,
+        with_masks: bool,
+        with_boxes: bool,
+    ) -> dict[str, Tensor]:
+        """Unweighted losses of one output set given its assignment (the original's order: labels, masks, boxes)."""
+        losses = self.loss_labels(output["class_queries_logits"], targets, indices, num_masks)
+        if with_masks:
+            losses.update(self.loss_masks(output["masks_queries_logits"], targets, indices, num_masks))
+        if with_boxes:
+            losses.update(self.loss_boxes(output["pred_boxes"], targets, indices, num_masks))
+        return losses
+
+    def _matching_losses(self, output: Mapping, targets: list[dict], num_masks: Tensor, name: str) -> dict:
+        """Hungarian matching then losses, for the final, an auxiliary or the encoder-proposal output set."""
+        indices = self.matcher(
+            output["class_queries_logits"], output["masks_queries_logits"], output["pred_boxes"], targets
+        )
+        self.last_matching[name] = indices
+        return self._losses_for_output_set(
+            output, targets, indices, num_masks, with_masks=True, with_boxes=self.box_loss
+        )
+
+    def _denoising_losses(
+        self, output: Mapping | None, targets: list[dict], num_masks: Tensor, denoising_meta_values: dict | None
+    ) -> dict:
+        """Losses of the denoising queries of one decoder output, on their fixed assignment and normalised by
+        `num_masks * num_denoising_groups`; zeros (same keys) when the batch had no denoising group."""
+        if output is None or denoising_meta_values is None:
+            names = (
+                ["loss_ce"] + (["loss_mask", "loss_dice"] if self.denoise_masks else []) + ["loss_bbox", "loss_giou"]
+            )
+            return {name: num_masks.new_zeros(()) for name in names}
+        indices = denoising_meta_values["matching_indices"]
+        self.last_matching.setdefault("dn", indices)
+        num_groups = denoising_meta_values["num_denoising_groups"]
+        # the original always trains the denoising boxes, whatever `box_loss` says
+        return self._losses_for_output_set(
+            output, targets, indices, num_masks * num_groups, with_masks=self.denoise_masks, with_boxes=True
+        )
+
+    # ---- entry points ---------------------------------------------------------------------------------------------
+
+    def get_num_masks(self, targets: list[dict], device: torch.device) -> Tensor:
+        """Number of target masks in the batch, averaged over processes (all-reduced when torch.distributed is
+        initialised), clamped to at least 1."""
+        num_masks = torch.as_tensor(float(sum(len(target["labels"]) for target in targets)), device=device)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(num_masks)
+            num_masks = num_masks / dist.get_world_size()
+        return torch.clamp(num_masks, min=1)
+
+    def forward(
+        self, outputs: Mapping, targets: list[dict[str, Tensor]], denoising_meta_values: dict | None = None
+    ) -> dict[str, Tensor]:
+        """
+        Args:
+            outputs (`dict`):
+                `class_queries_logits` `(batch_size, num_queries, num_class_logits)`, `masks_queries_logits`
+                `(batch_size, num_queries, height, width)`, `pred_boxes` `(batch_size, num_queries, 4)`;
+                `auxiliary_outputs` (list of dicts with the same keys, earliest first); `encoder_proposal_outputs`
+                (dict with the same keys, or `None` without query selection); `denoising_outputs` (dict with the same
+                keys and its own `auxiliary_outputs`, or `None`).
+            targets (`list[dict]`):
+                Per image, `"labels"` (`(num_targets,)` long), `"masks"` (`(num_targets, padded_height,
+                padded_width)`, zero-padded to the input size) and `"boxes"` (`(num_targets, 4)` (center_x, center_y,
+                width, height) normalised by the unpadded image size).
+            denoising_meta_values (`dict`, *optional*):
+                As returned by `build_denoising_queries`.
+
+        Returns:
+            `dict[str, torch.Tensor]`: weighted scalar losses (see the class docstring for the keys).
+        """
+        self.last_matching = {}
+        num_masks = self.get_num_masks(targets, outputs["class_queries_logits"].device)
+        denoising_outputs = outputs.get("denoising_outputs")
+        with_denoising = self.num_denoising > 0
+        encoder_proposal_outputs = outputs.get("encoder_proposal_outputs")
+
+        # Branch order = the original's order of random draws: final, its denoising part, then each auxiliary set
+        # followed by its denoising part, then the encoder proposals.
+        losses = self._matching_losses(outputs, targets, num_masks, "final")
+        if with_denoising:
+            dn_losses = self._denoising_losses(denoising_outputs, targets, num_masks, denoising_meta_values)
+            losses.update({f"{key}_dn": value for key, value in dn_losses.items()})
+
+        if self.use_auxiliary_loss:
+            denoising_auxiliary = (denoising_outputs or {}).get("auxiliary_outputs") or []
+            # The original supervises the denoising part of the initial prediction only when the initial queries come
+            # from the encoder.
+            first_denoising_layer = 0 if encoder_proposal_outputs is not None else 1
+            for i, auxiliary_output in enumerate(outputs.get("auxiliary_outputs") or []):
+                aux_losses = self._matching_losses(auxiliary_output, targets, num_masks, f"aux.{i}")
+                losses.update({f"{key}_{i}": value for key, value in aux_losses.items()})
+                if with_denoising and i >= first_denoising_layer:
+                    dn_output = denoising_auxiliary[i] if i < len(denoising_auxiliary) else None
+                    dn_losses = self._denoising_losses(dn_output, targets, num_masks, denoising_meta_values)
+                    losses.update({f"{key}_dn_{i}": value for key, value in dn_losses.items()})
+
+        if encoder_proposal_outputs is not None:
+            interm_losses = self._matching_losses(encoder_proposal_outputs, targets, num_masks, "interm")
+            losses.update({f"{key}_interm": value for key, value in interm_losses.items()})
+
+        return {key: value * self.weight_dict[_base_loss_name(key)] for key, value in losses.items()}
+
+
+__all__ = [
+    "MaskDinoHungarianMatcher",
+    "MaskDinoLoss",
+    "build_denoising_queries",
+    "dice_loss",
+    "masks_to_boxes",
+    "pair_wise_dice_loss",
+    "pair_wise_sigmoid_cross_entropy_loss",
+    "sample_point",
+    "sigmoid_cross_entropy_loss",
+    "sigmoid_focal_loss",
+    "target_boxes_from_masks",
+]
