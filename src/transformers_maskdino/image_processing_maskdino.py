@@ -1,0 +1,1104 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Image processor for Mask DINO: test-time resizing, normalisation and padding, training targets, and the
+post-processing of [`MaskDinoForUniversalSegmentation`] outputs for semantic, instance and panoptic segmentation and
+object detection."""
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from torch.nn import functional as F
+from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
+from transformers.image_processing_utils import BatchFeature, get_size_dict
+from transformers.image_transforms import center_to_corners_format
+from transformers.image_utils import ChannelDimension, ImageInput, PILImageResampling, SizeDict
+from transformers.processing_utils import ImagesKwargs, Unpack
+from transformers.utils import TensorType, logging
+
+
+logger = logging.get_logger(__name__)
+
+# ImageNet statistics of the original detectron2 configs, on the 0..255 scale (`MODEL.PIXEL_MEAN` / `PIXEL_STD`).
+MASKDINO_PIXEL_MEAN = (123.675, 116.28, 103.53)
+MASKDINO_PIXEL_STD = (58.395, 57.12, 57.375)
+
+# Queries upsampled at once by semantic post-processing; bounds memory at large output sizes.
+SEMANTIC_QUERY_CHUNK_SIZE = 25
+
+
+class MaskDinoImageProcessorKwargs(ImagesKwargs, total=False):
+    r"""
+    size_divisor (`int`, *optional*, defaults to 32):
+        Images are zero-padded at the bottom and right to the largest height and width in the batch, rounded up to a
+        multiple of this number.
+    ignore_index (`int`, *optional*):
+        Value of segmentation-map pixels that belong to no target (no mask is made for it).
+    do_reduce_labels (`bool`, *optional*, defaults to `False`):
+        Subtract 1 from every semantic label and turn label 0 into `ignore_index` (datasets such as ADE20K where 0
+        is "background" and not a class). Requires `ignore_index`.
+    use_semantic_cross_entropy (`bool`, *optional*, defaults to `False`):
+        Post-processing: the model classifies with a softmax over `num_labels + 1` logits whose last one is "no
+        object" (the original's semantic models), instead of sigmoid (focal) logits over `num_labels` classes.
+    object_mask_threshold (`float`, *optional*, defaults to 0.25):
+        Panoptic post-processing: queries whose best class probability is at or below this are dropped.
+    overlap_threshold (`float`, *optional*, defaults to 0.8):
+        Panoptic post-processing: a segment is kept when its visible area is at least this fraction of its mask.
+    panoptic_temperature (`float`, *optional*, defaults to 0.06):
+        Temperature of the softmax over sigmoid class probabilities used by panoptic and semantic post-processing
+        of sigmoid (focal) models.
+    apply_panoptic_temperature (`bool`, *optional*, defaults to `True`):
+        Whether that tempered softmax is applied (the original's `PANO_TRANSFORM_EVAL`).
+    detections_per_image (`int`, *optional*, defaults to 100):
+        Instance post-processing and object detection keep this many (query, class) pairs per image.
+    stuff_label_ids (`list[int]`, *optional*, defaults to `[]`):
+        "Stuff" classes: panoptic post-processing merges their segments into one per class, and instance
+        post-processing and object detection leave them out.
+    semantic_resize_mask_logits (`bool`, *optional*, defaults to `True`):
+        Semantic post-processing: resize the mask logits to the output size before combining them with the class
+        probabilities (the original's `SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE`). When `False`, as in the original's
+        semantic-only checkpoints, the class scores are computed at the padded input size, then cropped and resized.
+    """
+
+    size_divisor: int
+    ignore_index: int | None
+    do_reduce_labels: bool
+    use_semantic_cross_entropy: bool
+    object_mask_threshold: float
+    overlap_threshold: float
+    panoptic_temperature: float
+    apply_panoptic_temperature: bool
+    detections_per_image: int
+    stuff_label_ids: list[int]
+    semantic_resize_mask_logits: bool
+
+
+def get_resize_output_size(
+    image_size: tuple[int, int], shortest_edge: int, longest_edge: int | None
+) -> tuple[int, int]:
+    """
+    Output `(height, width)` of the test-time resize of the original Mask DINO (detectron2's `ResizeShortestEdge`):
+    the shorter side becomes `shortest_edge`, unless the longer side would then exceed `longest_edge`, in which case
+    the longer side becomes `longest_edge`. Both sides are rounded to the nearest integer at the end.
+    """
+    height, width = image_size
+    scale = shortest_edge / min(height, width)
+    new_height, new_width = height * scale, width * scale
+    if longest_edge is not None and max(new_height, new_width) > longest_edge:
+        rescale = longest_edge / max(new_height, new_width)
+        new_height, new_width = new_height * rescale, new_width * rescale
+    return int(new_height + 0.5), int(new_width + 0.5)
+
+
+def resize_label_map(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """
+    Nearest-neighbour resize of a 2-d integer map, sampling at pixel centres like PIL's NEAREST filter. Done in
+    NumPy so that any integer dtype (instance ids often exceed PIL's 8/16-bit modes) keeps its values.
+    """
+    height, width = label_map.shape
+    new_height, new_width = size
+    if (height, width) == (new_height, new_width):
+        return label_map
+    rows = np.minimum(((np.arange(new_height) + 0.5) * (height / new_height)).astype(np.int64), height - 1)
+    cols = np.minimum(((np.arange(new_width) + 0.5) * (width / new_width)).astype(np.int64), width - 1)
+    return label_map[rows[:, None], cols[None, :]]
+
+
+def convert_segmentation_map_to_binary_masks(
+    segmentation_map: np.ndarray,
+    instance_id_to_semantic_id: Mapping[int, int] | None = None,
+    ignore_index: int | None = None,
+    do_reduce_labels: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    One binary mask per distinct value of `segmentation_map` (except `ignore_index`), and its class.
+
+    Args:
+        segmentation_map (`np.ndarray` of shape `(height, width)`):
+            Semantic map (values are class ids) or instance map (values are instance ids).
+        instance_id_to_semantic_id (`Mapping[int, int]`, *optional*):
+            For instance maps: the class of every instance id. Without it, values are class ids.
+        ignore_index (`int`, *optional*):
+            Value that gets no mask.
+        do_reduce_labels (`bool`, *optional*, defaults to `False`):
+            Semantic maps only: labels are shifted down by one and 0 becomes `ignore_index`.
+
+    Returns:
+        `tuple[np.ndarray, np.ndarray]`: float32 masks of shape `(num_masks, height, width)` and int64 class ids of
+        shape `(num_masks,)`.
+    """
+    if do_reduce_labels:
+        if ignore_index is None:
+            raise ValueError("`do_reduce_labels=True` needs `ignore_index`, the value that label 0 is turned into.")
+        if instance_id_to_semantic_id is not None:
+            raise ValueError(
+                "`do_reduce_labels=True` applies to semantic maps; with `instance_id_to_semantic_id`, give the "
+                "classes you want in the mapping instead."
+            )
+        segmentation_map = np.where(segmentation_map == 0, ignore_index, segmentation_map - 1)
+
+    values = np.unique(segmentation_map)
+    if ignore_index is not None:
+        values = values[values != ignore_index]
+
+    masks = (segmentation_map[None] == values[:, None, None]).astype(np.float32)
+    if instance_id_to_semantic_id is None:
+        labels = values.astype(np.int64)
+    else:
+        missing = [int(v) for v in values if int(v) not in instance_id_to_semantic_id]
+        if missing:
+            raise ValueError(
+                f"Instance ids {missing} occur in the instance map but not in `instance_id_to_semantic_id` "
+                f"(which has {sorted(int(k) for k in instance_id_to_semantic_id)}). Map every instance id to its "
+                "class, or set `ignore_index` to the background value."
+            )
+        labels = np.array([instance_id_to_semantic_id[int(v)] for v in values], dtype=np.int64)
+    return masks, labels
+
+
+def coco_objects_to_binary_masks(
+    objects: Sequence[Mapping[str, Any]],
+    original_size: tuple[int, int],
+    resized_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Rasterise COCO object annotations of one image at the resized image size.
+
+    Polygons are scaled to the resized image and rasterised there (as detectron2 transforms them); RLE masks are
+    decoded at the original size and resized with nearest-neighbour sampling. Crowd objects (`iscrowd=1`) and
+    objects whose mask is empty after resizing are dropped, as the original's dataset mappers do.
+
+    Returns:
+        `tuple[np.ndarray, np.ndarray]`: float32 masks of shape `(num_objects, height, width)` and their int64
+        `category_id`s.
+    """
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError as error:
+        raise ImportError(
+            "COCO-style `annotations` need pycocotools to rasterise polygons and decode RLE: `pip install pycocotools`."
+        ) from error
+
+    original_height, original_width = original_size
+    height, width = resized_size
+    scale_x, scale_y = width / original_width, height / original_height
+    masks, labels = [], []
+    for index, obj in enumerate(objects):
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"Each COCO annotation must be a dict, got {type(obj).__name__} at position {index}.")
+        if obj.get("iscrowd", 0):
+            continue
+        if "category_id" not in obj or "segmentation" not in obj:
+            raise ValueError(
+                f"COCO annotation {index} needs `category_id` and `segmentation` (polygons or RLE); it has keys "
+                f"{sorted(obj)}."
+            )
+        segmentation = obj["segmentation"]
+        if isinstance(segmentation, Mapping):
+            if "counts" not in segmentation or "size" not in segmentation:
+                raise ValueError(f"RLE segmentation of annotation {index} needs `counts` and `size`.")
+            if tuple(segmentation["size"]) != (original_height, original_width):
+                raise ValueError(
+                    f"RLE segmentation of annotation {index} has size {list(segmentation['size'])}, but the image is "
+                    f"{original_height}x{original_width}."
+                )
+            rle = segmentation
+            if isinstance(rle["counts"], list):
+                rle = coco_mask.frPyObjects(rle, original_height, original_width)
+            mask = resize_label_map(coco_mask.decode(rle).astype(np.uint8), (height, width))
+        elif isinstance(segmentation, list):
+            polygons = []
+            for polygon in segmentation:
+                coordinates = np.asarray(polygon, dtype=np.float64).reshape(-1)
+                if coordinates.size % 2:
+                    raise ValueError(
+                        f"Polygon of annotation {index} has an odd number of coordinates ({coordinates.size}); "
+                        "expected [x0, y0, x1, y1, ...]."
+                    )
+                if coordinates.size < 6:
+                    continue  # fewer than 3 points enclose no area
+                coordinates[0::2] *= scale_x
+                coordinates[1::2] *= scale_y
+                polygons.append(coordinates.tolist())
+            if polygons:
+                rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
+                mask = coco_mask.decode(rle).astype(np.uint8)
+            else:
+                mask = np.zeros((height, width), dtype=np.uint8)
+        else:
+            raise ValueError(
+                f"`segmentation` of annotation {index} must be a list of polygons or an RLE dict, got "
+                f"{type(segmentation).__name__}."
+            )
+        if mask.any():
+            masks.append(mask.astype(np.float32))
+            labels.append(int(obj["category_id"]))
+    if not masks:
+        return np.zeros((0, height, width), dtype=np.float32), np.zeros((0,), dtype=np.int64)
+    return np.stack(masks), np.array(labels, dtype=np.int64)
+
+
+def binary_mask_to_rle(mask: torch.Tensor) -> list[int]:
+    """
+    Run-length encoding of a binary `(height, width)` mask in row-major order, as alternating run lengths starting
+    with a run of zeros (the encoding of transformers' `binary_mask_to_rle`).
+    """
+    pixels = np.concatenate([[0], mask.flatten().cpu().numpy().astype(np.uint8), [0]])
+    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
+    runs[1::2] -= runs[::2]
+    return runs.tolist()
+
+
+def _output_field(outputs, name: str):
+    value = getattr(outputs, name, None)
+    if value is None and isinstance(outputs, Mapping):
+        value = outputs.get(name)
+    return value
+
+
+def _normalize_target_sizes(target_sizes, batch_size: int) -> list[tuple[int, int]] | None:
+    if target_sizes is None:
+        return None
+    if isinstance(target_sizes, torch.Tensor):
+        target_sizes = target_sizes.tolist()
+    if len(target_sizes) != batch_size:
+        raise ValueError(
+            f"`target_sizes` has {len(target_sizes)} entries but the outputs hold {batch_size} images; pass one "
+            "(height, width) per image."
+        )
+    sizes = []
+    for size in target_sizes:
+        if isinstance(size, torch.Tensor):
+            size = size.tolist()
+        if len(size) != 2:
+            raise ValueError(f"Each entry of `target_sizes` must be (height, width), got {size}.")
+        sizes.append((int(size[0]), int(size[1])))
+    return sizes
+
+
+def _logit(probability: float) -> float:
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"`mask_threshold` is a probability and must be in (0, 1), got {probability}.")
+    return math.log(probability / (1.0 - probability))
+
+
+class MaskDinoImageProcessor(PilBackend):
+    r"""
+    Image processor for Mask DINO (PIL/NumPy backend).
+
+    Preprocessing follows the original's test-time pipeline: resize so that the shorter side is `shortest_edge`
+    (capped so the longer side stays within `longest_edge`, with PIL bilinear resampling for uint8 images),
+    normalise with the ImageNet mean and standard deviation on the 0..255 scale, and zero-pad at the bottom and
+    right to the batch's largest size rounded up to a multiple of `size_divisor`. `pixel_mask` marks valid pixels
+    with 1. Images can be PIL images, NumPy arrays or torch tensors, grayscale, RGB or RGBA, channels first or
+    last; float images are expected on the 0..255 scale.
+
+    Training targets (`mask_labels`, `class_labels`, one entry per image as in Mask2Former) come from semantic
+    maps, instance maps with `instance_id_to_semantic_id`, or COCO-style annotations with polygon or RLE
+    segmentations.
+
+    Post-processing reproduces the original's inference: `post_process_semantic_segmentation`,
+    `post_process_instance_segmentation`, `post_process_panoptic_segmentation` and `post_process_object_detection`.
+    The inference settings of a checkpoint (`object_mask_threshold`, `overlap_threshold`, `panoptic_temperature`,
+    `detections_per_image`, `stuff_label_ids`, ...) are attributes of the processor and serve as defaults when a
+    caller passes none.
+    """
+
+    valid_kwargs = MaskDinoImageProcessorKwargs
+    model_input_names = ["pixel_values", "pixel_mask"]
+    resample = PILImageResampling.BILINEAR
+    size = {"shortest_edge": 800, "longest_edge": 1333}
+    default_to_square = False
+    do_resize = True
+    # The statistics below are on the 0..255 scale, as in the original, so pixels are not rescaled first.
+    do_rescale = False
+    rescale_factor = 1 / 255
+    do_normalize = True
+    image_mean = list(MASKDINO_PIXEL_MEAN)
+    image_std = list(MASKDINO_PIXEL_STD)
+    do_convert_rgb = True
+    do_pad = True
+    size_divisor = 32
+    ignore_index = None
+    do_reduce_labels = False
+    use_semantic_cross_entropy = False
+    object_mask_threshold = 0.25
+    overlap_threshold = 0.8
+    panoptic_temperature = 0.06
+    apply_panoptic_temperature = True
+    detections_per_image = 100
+    stuff_label_ids = []
+    semantic_resize_mask_logits = True
+
+    def __init__(self, **kwargs: Unpack[MaskDinoImageProcessorKwargs]) -> None:
+        size = kwargs.pop("size", None)
+        if size is not None:
+            kwargs["size"] = get_size_dict(size, default_to_square=False)
+        super().__init__(**kwargs)
+        self.stuff_label_ids = [int(label) for label in self.stuff_label_ids]
+
+    # ------------------------------------------------------------------------------------------------ inputs
+
+    def process_image(
+        self,
+        image: ImageInput,
+        do_convert_rgb: bool | None = None,
+        input_data_format: str | ChannelDimension | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """
+        Convert one image to a `(3, height, width)` array, uint8 when the input is uint8 (so it is resized with PIL
+        like the original) and float32 otherwise.
+        """
+        if isinstance(image, PIL.Image.Image):
+            if image.mode != "RGB":
+                if not do_convert_rgb:
+                    raise ValueError(
+                        f"Got a PIL image in mode {image.mode!r} with `do_convert_rgb=False`; Mask DINO needs RGB "
+                        "images. Convert it or leave `do_convert_rgb=True`."
+                    )
+                image = image.convert("RGB")
+            return np.array(image).transpose(2, 0, 1)
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu()
+            if image.is_floating_point() and image.dtype != torch.float32:
+                image = image.float()
+            image = image.numpy()
+        if not isinstance(image, np.ndarray):
+            raise ValueError(
+                f"Unsupported image type {type(image).__name__}: expected a PIL image, a NumPy array or a torch tensor "
+                "(or a list of them)."
+            )
+        if image.dtype.kind not in "uif":
+            raise ValueError(
+                f"Unsupported image dtype {image.dtype}: expected uint8 (0..255) or a float/integer array on the "
+                "0..255 scale."
+            )
+        if image.ndim == 2:
+            image = image[None]
+        elif image.ndim == 3:
+            channel_axis = self._find_channel_axis(image.shape, input_data_format)
+            if channel_axis == 2:
+                image = image.transpose(2, 0, 1)
+        else:
+            raise ValueError(
+                f"Each image must have 2 dimensions (height, width) or 3 (channels first or last), got shape "
+                f"{tuple(image.shape)}."
+            )
+        num_channels, height, width = image.shape
+        if height == 0 or width == 0:
+            raise ValueError(f"Got an empty image of shape {tuple(image.shape)}.")
+        if num_channels != 3:
+            if not do_convert_rgb:
+                raise ValueError(
+                    f"Got an image with {num_channels} channel(s) with `do_convert_rgb=False`; Mask DINO needs 3 (RGB)."
+                )
+            # grayscale is replicated, alpha is dropped, as PIL's convert("RGB") does
+            image = np.repeat(image, 3, axis=0) if num_channels == 1 else image[:3]
+        if image.dtype.kind == "f":
+            if not np.isfinite(image).all():
+                raise ValueError("The image contains NaN or infinite values.")
+            if image.size and image.max() <= 1.0 and not self.do_rescale:
+                logger.warning_once(
+                    "A float image has all values <= 1, but Mask DINO expects pixel values on the 0..255 scale. "
+                    "Multiply it by 255 (or pass `do_rescale=True, rescale_factor=255`)."
+                )
+            return image.astype(np.float32, copy=False)
+        if image.dtype != np.uint8:
+            return image.astype(np.float32)
+        return image
+
+    @staticmethod
+    def _find_channel_axis(shape: tuple[int, ...], input_data_format: str | ChannelDimension | None) -> int:
+        if input_data_format is not None:
+            input_data_format = ChannelDimension(input_data_format)
+            if input_data_format == ChannelDimension.FIRST:
+                channel_axis = 0
+            elif input_data_format == ChannelDimension.LAST:
+                channel_axis = 2
+            else:
+                raise ValueError(
+                    f"`input_data_format` must be 'channels_first' or 'channels_last', got {input_data_format}."
+                )
+            if shape[channel_axis] not in (1, 3, 4):
+                raise ValueError(
+                    f"Image of shape {shape} with `input_data_format={input_data_format.value}` has "
+                    f"{shape[channel_axis]} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA)."
+                )
+            return channel_axis
+        if shape[0] in (1, 3, 4):
+            return 0
+        if shape[2] in (1, 3, 4):
+            return 2
+        raise ValueError(
+            f"Cannot find the channel dimension of an image of shape {shape}: expected (channels, height, width) or "
+            "(height, width, channels) with 1 (grayscale), 3 (RGB) or 4 (RGBA) channels."
+        )
+
+    def _prepare_images_structure(self, images: ImageInput, expected_ndims: int = 3) -> ImageInput:
+        if isinstance(images, (list, tuple)) and len(images) == 0:
+            raise ValueError("Got an empty list of images; pass at least one image.")
+        try:
+            return super()._prepare_images_structure(images, expected_ndims=expected_ndims)
+        except ValueError as error:
+            raise ValueError(
+                "Images must be a PIL image, a NumPy array or torch tensor of shape (H, W), (C, H, W) or (H, W, C), "
+                f"a 4-d batch of those, or a list of them; got {_describe(images)}."
+            ) from error
+
+    def _prepare_segmentation_map(self, segmentation_map) -> np.ndarray:
+        if isinstance(segmentation_map, PIL.Image.Image):
+            segmentation_map = np.array(segmentation_map)
+        elif isinstance(segmentation_map, torch.Tensor):
+            segmentation_map = segmentation_map.detach().cpu().numpy()
+        if not isinstance(segmentation_map, np.ndarray):
+            raise ValueError(
+                f"Unsupported segmentation map type {type(segmentation_map).__name__}: expected a PIL image, a NumPy "
+                "array or a torch tensor."
+            )
+        if segmentation_map.ndim == 3 and 1 in (segmentation_map.shape[0], segmentation_map.shape[2]):
+            segmentation_map = segmentation_map.squeeze(0 if segmentation_map.shape[0] == 1 else 2)
+        if segmentation_map.ndim != 2:
+            raise ValueError(
+                f"A segmentation map must be 2-d (height, width) with one integer id per pixel, got shape "
+                f"{tuple(segmentation_map.shape)}."
+            )
+        if segmentation_map.dtype.kind == "f":
+            if not np.array_equal(segmentation_map, np.round(segmentation_map)):
+                raise ValueError("A segmentation map holds integer ids; got non-integer float values.")
+        elif segmentation_map.dtype.kind not in "uib":
+            raise ValueError(f"Unsupported segmentation map dtype {segmentation_map.dtype}: expected integers.")
+        return segmentation_map.astype(np.int64)
+
+    # ------------------------------------------------------------------------------------------------ preprocess
+
+    def preprocess(
+        self,
+        images: ImageInput,
+        segmentation_maps: ImageInput | None = None,
+        instance_id_to_semantic_id: list[dict[int, int]] | dict[int, int] | None = None,
+        annotations: list[dict[str, Any]] | dict[str, Any] | None = None,
+        **kwargs: Unpack[MaskDinoImageProcessorKwargs],
+    ) -> BatchFeature:
+        r"""
+        Preprocess images and, optionally, their training targets.
+
+        Args:
+            images (`ImageInput`):
+                One image or a list of images (PIL, NumPy or torch; grayscale, RGB or RGBA; channels first or last;
+                any sizes).
+            segmentation_maps (`ImageInput`, *optional*):
+                One 2-d integer map per image, the size of its image: class ids (semantic maps) or instance ids
+                (with `instance_id_to_semantic_id`). Pixels equal to `ignore_index` get no mask.
+            instance_id_to_semantic_id (`dict[int, int]` or `list[dict[int, int]]`, *optional*):
+                Class of every instance id, for instance maps; one dict for all images or one per image.
+            annotations (`dict` or `list[dict]`, *optional*):
+                COCO-style annotations, one per image: `{"annotations": [{"category_id", "segmentation", "iscrowd"},
+                ...]}` (or just the list of objects), with polygon (`[[x0, y0, x1, y1, ...], ...]`) or RLE
+                (`{"size": [h, w], "counts": ...}`) segmentations. `category_id` must be the model's label id.
+
+        Returns:
+            [`BatchFeature`]: `pixel_values` `(batch_size, 3, padded_height, padded_width)`, `pixel_mask`
+            `(batch_size, padded_height, padded_width)` (1 = valid pixel) and, with targets, `mask_labels` (list of
+            float tensors `(num_targets, padded_height, padded_width)`) and `class_labels` (list of int64 tensors
+            `(num_targets,)`).
+        """
+        return super().preprocess(images, segmentation_maps, instance_id_to_semantic_id, annotations, **kwargs)
+
+    def _preprocess_image_like_inputs(
+        self,
+        images: ImageInput,
+        segmentation_maps: ImageInput | None,
+        instance_id_to_semantic_id: list[dict[int, int]] | dict[int, int] | None,
+        annotations: list[dict[str, Any]] | dict[str, Any] | None,
+        do_convert_rgb: bool | None = None,
+        input_data_format: str | ChannelDimension | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        images = self._prepare_image_like_inputs(
+            images, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format
+        )
+        if segmentation_maps is not None and annotations is not None:
+            raise ValueError("Pass either `segmentation_maps` or COCO `annotations` as targets, not both.")
+        if segmentation_maps is not None:
+            if not isinstance(segmentation_maps, (list, tuple)):
+                segmentation_maps = [segmentation_maps]
+            segmentation_maps = [self._prepare_segmentation_map(m) for m in segmentation_maps]
+            if len(segmentation_maps) != len(images):
+                raise ValueError(
+                    f"Got {len(images)} images but {len(segmentation_maps)} segmentation maps; pass one map per image."
+                )
+        elif instance_id_to_semantic_id is not None:
+            raise ValueError("`instance_id_to_semantic_id` is only used with `segmentation_maps` (instance maps).")
+        if annotations is not None:
+            if isinstance(annotations, Mapping):
+                annotations = [annotations]
+            if len(annotations) != len(images):
+                raise ValueError(
+                    f"Got {len(images)} images but {len(annotations)} annotations; pass one annotation per image."
+                )
+        if isinstance(instance_id_to_semantic_id, (list, tuple)) and len(instance_id_to_semantic_id) != len(images):
+            raise ValueError(
+                f"`instance_id_to_semantic_id` is a list of {len(instance_id_to_semantic_id)} dicts for "
+                f"{len(images)} images; pass one dict per image or a single dict."
+            )
+        return self._preprocess(images, segmentation_maps, instance_id_to_semantic_id, annotations, **kwargs)
+
+    def resize(
+        self,
+        image: np.ndarray,
+        size: SizeDict,
+        resample: PILImageResampling | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """
+        Resize a `(channels, height, width)` image. `size` is `{"shortest_edge", "longest_edge"}` (the original's
+        test-time resize, see [`get_resize_output_size`]) or `{"height", "width"}`. uint8 images are resized with
+        PIL, as the original does; other images with torch interpolation of the same kind.
+        """
+        new_size = self._output_size(image.shape[-2:], size)
+        if tuple(image.shape[-2:]) == new_size:
+            return image
+        resample = PILImageResampling(resample if resample is not None else self.resample)
+        if image.dtype == np.uint8:
+            pil_image = PIL.Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
+            resized = pil_image.resize((new_size[1], new_size[0]), resample=resample)
+            return np.array(resized).transpose(2, 0, 1)
+        modes = {
+            PILImageResampling.NEAREST: "nearest",
+            PILImageResampling.BILINEAR: "bilinear",
+            PILImageResampling.BICUBIC: "bicubic",
+        }
+        if resample not in modes:
+            raise ValueError(
+                f"Resampling {resample.name} is only available for uint8 images; float images support "
+                f"{[m.name for m in modes]}."
+            )
+        mode = modes[resample]
+        resized = F.interpolate(
+            torch.from_numpy(np.ascontiguousarray(image))[None],
+            size=new_size,
+            mode=mode,
+            align_corners=None if mode == "nearest" else False,
+        )
+        return resized[0].numpy()
+
+    @staticmethod
+    def _output_size(image_size: Iterable[int], size: SizeDict) -> tuple[int, int]:
+        image_size = tuple(int(s) for s in image_size)
+        if size.shortest_edge:
+            return get_resize_output_size(image_size, size.shortest_edge, size.longest_edge)
+        if size.height and size.width:
+            return (size.height, size.width)
+        raise ValueError(
+            f"`size` must be {{'shortest_edge': int, 'longest_edge': int}} or {{'height': int, 'width': int}}, got {size}."
+        )
+
+    def _padded_size(
+        self, image_sizes: list[tuple[int, int]], size_divisor: int | None, pad_size: SizeDict | None
+    ) -> tuple[int, int]:
+        if pad_size is not None:
+            padded = (pad_size.height, pad_size.width)
+            too_large = [s for s in image_sizes if s[0] > padded[0] or s[1] > padded[1]]
+            if too_large:
+                raise ValueError(f"`pad_size` {padded} is smaller than the (resized) image size(s) {too_large}.")
+            return padded
+        max_height = max(s[0] for s in image_sizes)
+        max_width = max(s[1] for s in image_sizes)
+        if size_divisor:
+            max_height = math.ceil(max_height / size_divisor) * size_divisor
+            max_width = math.ceil(max_width / size_divisor) * size_divisor
+        return max_height, max_width
+
+    def _preprocess(
+        self,
+        images: list[np.ndarray],
+        segmentation_maps: list[np.ndarray] | None,
+        instance_id_to_semantic_id: list[dict[int, int]] | dict[int, int] | None,
+        annotations: list[Any] | None,
+        do_resize: bool,
+        size: SizeDict,
+        resample: PILImageResampling | None,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean: float | Sequence[float],
+        image_std: float | Sequence[float],
+        do_pad: bool,
+        pad_size: SizeDict | None,
+        size_divisor: int | None,
+        ignore_index: int | None,
+        do_reduce_labels: bool,
+        return_tensors: str | TensorType | None,
+        **kwargs,
+    ) -> BatchFeature:
+        processed_images = []
+        mask_labels, class_labels = [], []
+        for index, image in enumerate(images):
+            original_size = tuple(image.shape[-2:])
+            if segmentation_maps is not None and tuple(segmentation_maps[index].shape) != original_size:
+                raise ValueError(
+                    f"Segmentation map {index} has shape {tuple(segmentation_maps[index].shape)} but its image is "
+                    f"{original_size[0]}x{original_size[1]}."
+                )
+            if do_resize:
+                image = self.resize(image, size=size, resample=resample)
+            resized_size = tuple(image.shape[-2:])
+            image = image.astype(np.float32)
+            if do_rescale:
+                image = self.rescale(image, rescale_factor)
+            if do_normalize:
+                image = self.normalize(image, image_mean, image_std)
+            processed_images.append(image.astype(np.float32, copy=False))
+
+            if segmentation_maps is not None:
+                id_mapping = instance_id_to_semantic_id
+                if isinstance(id_mapping, (list, tuple)):
+                    id_mapping = id_mapping[index]
+                label_map = resize_label_map(segmentation_maps[index], resized_size)
+                masks, labels = convert_segmentation_map_to_binary_masks(
+                    label_map, id_mapping, ignore_index=ignore_index, do_reduce_labels=do_reduce_labels
+                )
+            elif annotations is not None:
+                annotation = annotations[index]
+                objects = annotation.get("annotations", []) if isinstance(annotation, Mapping) else annotation
+                if not isinstance(objects, (list, tuple)):
+                    raise ValueError(
+                        f"Annotation {index} must be a dict with an `annotations` list or a list of COCO objects, "
+                        f"got {type(objects).__name__}."
+                    )
+                masks, labels = coco_objects_to_binary_masks(objects, original_size, resized_size)
+            else:
+                continue
+            mask_labels.append(masks)
+            class_labels.append(labels)
+
+        image_sizes = [tuple(image.shape[-2:]) for image in processed_images]
+        padded_size = self._padded_size(image_sizes, size_divisor, pad_size) if do_pad else None
+        pixel_values, pixel_masks = [], []
+        for index, image in enumerate(processed_images):
+            height, width = image_sizes[index]
+            if padded_size is not None and (height, width) != padded_size:
+                padded = np.zeros((image.shape[0], *padded_size), dtype=np.float32)
+                padded[:, :height, :width] = image
+                image = padded
+                if mask_labels:
+                    # target masks are padded with "not this object", as the original's criterion pads them
+                    masks = np.zeros((mask_labels[index].shape[0], *padded_size), dtype=np.float32)
+                    masks[:, :height, :width] = mask_labels[index]
+                    mask_labels[index] = masks
+            pixel_mask = np.zeros(image.shape[-2:], dtype=np.int64)
+            pixel_mask[:height, :width] = 1
+            pixel_values.append(image)
+            pixel_masks.append(pixel_mask)
+
+        encoded = BatchFeature(
+            data={"pixel_values": pixel_values, "pixel_mask": pixel_masks}, tensor_type=return_tensors
+        )
+        if segmentation_maps is not None or annotations is not None:
+            as_tensor = torch.from_numpy if return_tensors == "pt" else (lambda array: array)
+            encoded["mask_labels"] = [as_tensor(masks) for masks in mask_labels]
+            encoded["class_labels"] = [as_tensor(labels) for labels in class_labels]
+        return encoded
+
+    # ------------------------------------------------------------------------------------------------ post-processing
+
+    def _class_probabilities(self, class_logits: torch.Tensor) -> torch.Tensor:
+        """`(..., num_labels)` probabilities: sigmoid of focal logits, or softmax without the "no object" column."""
+        if self.use_semantic_cross_entropy:
+            return class_logits.softmax(-1)[..., :-1]
+        return class_logits.sigmoid()
+
+    def _read_outputs(self, outputs) -> dict[str, Any]:
+        class_logits = _output_field(outputs, "class_queries_logits")
+        mask_logits = _output_field(outputs, "masks_queries_logits")
+        if class_logits is None or mask_logits is None:
+            raise ValueError(
+                "The model outputs must have `class_queries_logits` and `masks_queries_logits` (a "
+                "`MaskDinoForUniversalSegmentationOutput`)."
+            )
+        pred_boxes = _output_field(outputs, "pred_boxes")
+        image_sizes = _output_field(outputs, "image_sizes")
+        padded_image_sizes = _output_field(outputs, "padded_image_sizes")
+        if (image_sizes is None) != (padded_image_sizes is None):
+            raise ValueError("The outputs must carry both `image_sizes` and `padded_image_sizes`, or neither.")
+        return {
+            "class_logits": class_logits.float(),
+            "mask_logits": mask_logits.float(),
+            "pred_boxes": None if pred_boxes is None else pred_boxes.float(),
+            "image_sizes": None if image_sizes is None else [tuple(int(v) for v in s) for s in image_sizes.tolist()],
+            "padded_image_sizes": None
+            if padded_image_sizes is None
+            else [tuple(int(v) for v in s) for s in padded_image_sizes.tolist()],
+        }
+
+    @staticmethod
+    def _geometry(read: dict[str, Any], index: int, target_sizes) -> tuple[tuple | None, tuple | None, tuple]:
+        """(valid input size, padded input size, output size) of image `index`; sizes are `None` when unknown."""
+        if read["image_sizes"] is None:
+            valid_size = padded_size = None
+            default_output = tuple(read["mask_logits"].shape[-2:])
+        else:
+            valid_size = read["image_sizes"][index]
+            padded_size = read["padded_image_sizes"][index]
+            default_output = valid_size
+        output_size = target_sizes[index] if target_sizes is not None else default_output
+        return valid_size, padded_size, output_size
+
+    @staticmethod
+    def _resize_mask_logits(
+        mask_logits: torch.Tensor, valid_size: tuple | None, padded_size: tuple | None, output_size: tuple
+    ) -> torch.Tensor:
+        """
+        Mask logits `(num_masks, h, w)` at `output_size`: upsampled to the padded input, cropped to the valid image,
+        then resized to the output size, all bilinear, as the original does. Without the input geometry the masks
+        are taken to cover the image exactly and are resized directly.
+        """
+        if mask_logits.shape[0] == 0:
+            return mask_logits.new_zeros((0, *output_size))
+        masks = mask_logits[None]
+        if padded_size is not None:
+            if tuple(masks.shape[-2:]) != tuple(padded_size):
+                masks = F.interpolate(masks, size=padded_size, mode="bilinear", align_corners=False)
+            masks = masks[..., : valid_size[0], : valid_size[1]]
+        if tuple(masks.shape[-2:]) != tuple(output_size):
+            masks = F.interpolate(masks, size=output_size, mode="bilinear", align_corners=False)
+        return masks[0]
+
+    @staticmethod
+    def _boxes_to_output(
+        boxes_cxcywh: torch.Tensor, valid_size: tuple | None, padded_size: tuple | None, output_size: tuple | None
+    ) -> torch.Tensor:
+        """
+        Boxes `(n, 4)` from the box head (centre format, relative to the padded input) as corners in output pixels,
+        not clipped (as the original). With `output_size=None`, relative to the valid image instead.
+        """
+        boxes = center_to_corners_format(boxes_cxcywh)
+        # relative to the padded input -> relative to the valid image
+        scale_x = 1.0 if padded_size is None else padded_size[1] / valid_size[1]
+        scale_y = 1.0 if padded_size is None else padded_size[0] / valid_size[0]
+        if output_size is not None:
+            scale_x, scale_y = scale_x * output_size[1], scale_y * output_size[0]
+        scale = torch.tensor([scale_x, scale_y, scale_x, scale_y], dtype=boxes.dtype, device=boxes.device)
+        return boxes * scale
+
+    def _select_detections(
+        self, class_probabilities: torch.Tensor, top_k: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Top `top_k` (query, class) pairs of one image by class probability (a query can come with several classes),
+        then without the stuff classes. Returns scores, labels and query indices, by descending score.
+        """
+        num_queries, num_labels = class_probabilities.shape
+        scores, flat_indices = class_probabilities.flatten().topk(min(top_k, num_queries * num_labels))
+        labels = flat_indices % num_labels
+        queries = flat_indices // num_labels
+        if self.stuff_label_ids:
+            stuff = torch.tensor(self.stuff_label_ids, device=labels.device)
+            is_thing = ~torch.isin(labels, stuff)
+            scores, labels, queries = scores[is_thing], labels[is_thing], queries[is_thing]
+        return scores, labels, queries
+
+    def post_process_semantic_segmentation(
+        self,
+        outputs,
+        target_sizes: list[tuple[int, int]] | torch.Tensor | None = None,
+        return_segmentation_scores: bool = False,
+        **kwargs,
+    ) -> "list[torch.Tensor] | list[SemanticSegmentationPostProcessorOutput]":
+        """
+        Semantic segmentation maps from [`MaskDinoForUniversalSegmentation`] outputs: per-class scores
+        `sum_q p(class | q) * sigmoid(mask_q)`, where `p` is the softmax without "no object" for cross-entropy models
+        and, for sigmoid models, the softmax of the sigmoid probabilities divided by `panoptic_temperature`.
+
+        Args:
+            outputs ([`MaskDinoForUniversalSegmentationOutput`]):
+                Raw model outputs.
+            target_sizes (`list[tuple[int, int]]` or `torch.Tensor`, *optional*):
+                `(height, width)` of each output map, e.g. the original image sizes. Defaults to the unpadded input
+                size.
+            return_segmentation_scores (`bool`, *optional*, defaults to `False`):
+                Also return the `(num_labels, height, width)` scores.
+
+        Returns:
+            `list[torch.Tensor]`: `(height, width)` class-id maps, or with `return_segmentation_scores=True` a list of
+            [`SemanticSegmentationPostProcessorOutput`] with `segmentation` and `segmentation_scores`.
+        """
+        read = self._read_outputs(outputs)
+        batch_size = read["class_logits"].shape[0]
+        target_sizes = _normalize_target_sizes(target_sizes, batch_size)
+        results = []
+        for index in range(batch_size):
+            valid_size, padded_size, output_size = self._geometry(read, index, target_sizes)
+            class_logits = read["class_logits"][index]
+            if self.use_semantic_cross_entropy:
+                class_probabilities = class_logits.softmax(-1)[..., :-1]
+            else:
+                class_probabilities = class_logits.sigmoid()
+                if self.apply_panoptic_temperature:
+                    class_probabilities = (class_probabilities / self.panoptic_temperature).softmax(-1)
+            mask_logits = read["mask_logits"][index]
+            if self.semantic_resize_mask_logits or padded_size is None:
+                scores = self._semantic_scores(
+                    class_probabilities, mask_logits, lambda m: self._resize_mask_logits(m, valid_size, padded_size, output_size)
+                )
+            else:
+                # classes are combined at the padded input resolution; the score maps are cropped and resized after
+                scores = self._semantic_scores(
+                    class_probabilities,
+                    mask_logits,
+                    lambda m: self._resize_mask_logits(m, padded_size, padded_size, padded_size),
+                )
+                scores = self._resize_mask_logits(scores, valid_size, padded_size, output_size)
+            segmentation = scores.argmax(0)
+            if return_segmentation_scores:
+                results.append(
+                    SemanticSegmentationPostProcessorOutput(
+                        data={"segmentation": segmentation, "segmentation_scores": scores}
+                    )
+                )
+            else:
+                results.append(segmentation)
+        return results
+
+    @staticmethod
+    def _semantic_scores(class_probabilities, mask_logits, resize) -> torch.Tensor:
+        scores = None
+        for start in range(0, mask_logits.shape[0], SEMANTIC_QUERY_CHUNK_SIZE):
+            chunk = slice(start, start + SEMANTIC_QUERY_CHUNK_SIZE)
+            partial = torch.einsum("qc,qhw->chw", class_probabilities[chunk], resize(mask_logits[chunk]).sigmoid())
+            scores = partial if scores is None else scores + partial
+        return scores
+
+    def post_process_instance_segmentation(
+        self,
+        outputs,
+        threshold: float | None = None,
+        target_sizes: list[tuple[int, int]] | torch.Tensor | None = None,
+        return_binary_maps: bool = False,
+        return_coco_annotation: bool = False,
+        mask_threshold: float = 0.5,
+        top_k: int | None = None,
+        **kwargs,
+    ) -> list[dict[str, Any]]:
+        """
+        Instance segmentation from [`MaskDinoForUniversalSegmentation`] outputs, as the original's instance
+        inference: the `top_k` best (query, class) pairs by class probability (stuff classes then left out), each
+        scored by class probability x mean mask probability inside its binary mask; no overlap suppression.
+        Instances are returned by descending score.
+
+        Args:
+            outputs ([`MaskDinoForUniversalSegmentationOutput`]):
+                Raw model outputs.
+            threshold (`float`, *optional*):
+                Keep instances with a score at or above this. Defaults to none: all `top_k` are kept, as in the
+                original.
+            target_sizes (`list[tuple[int, int]]` or `torch.Tensor`, *optional*):
+                `(height, width)` of each output. Defaults to the unpadded input size.
+            return_binary_maps (`bool`, *optional*, defaults to `False`):
+                Return `segmentation` as `(num_instances, height, width)` boolean masks, one per `segments_info` entry.
+            return_coco_annotation (`bool`, *optional*, defaults to `False`):
+                Return `segmentation` as a list with the run-length encoding of each instance's mask.
+            mask_threshold (`float`, *optional*, defaults to 0.5):
+                Mask probability above which a pixel belongs to the instance.
+            top_k (`int`, *optional*):
+                Number of (query, class) pairs considered; defaults to `detections_per_image`.
+            kwargs:
+                Ignored; accepts the arguments pipelines pass to every post-processor (`overlap_mask_area_threshold`).
+
+        Returns:
+            `list[dict]`: per image, `segmentation` (an int32 `(height, width)` map of segment ids with -1 for
+            background, where higher-scored instances cover lower ones; or as set by `return_binary_maps` /
+            `return_coco_annotation`) and `segments_info`, a list of `{"id", "label_id", "score", "bbox"}` with `bbox`
+            `[x0, y0, x1, y1]` in output pixels from the box head.
+        """
+        if return_binary_maps and return_coco_annotation:
+            raise ValueError("`return_binary_maps` and `return_coco_annotation` cannot both be True.")
+        read = self._read_outputs(outputs)
+        mask_logit_threshold = _logit(mask_threshold)
+        top_k = self.detections_per_image if top_k is None else top_k
+        batch_size = read["class_logits"].shape[0]
+        target_sizes = _normalize_target_sizes(target_sizes, batch_size)
+        results = []
+        for index in range(batch_size):
+            valid_size, padded_size, output_size = self._geometry(read, index, target_sizes)
+            class_probabilities = self._class_probabilities(read["class_logits"][index])
+            class_scores, labels, queries = self._select_detections(class_probabilities, top_k)
+            mask_logits = self._resize_mask_logits(read["mask_logits"][index][queries], valid_size, padded_size, output_size)
+            binary_masks = mask_logits > mask_logit_threshold
+            mask_area = binary_masks.flatten(1).sum(1)
+            mean_mask_probability = (mask_logits.sigmoid() * binary_masks).flatten(1).sum(1) / (mask_area + 1e-6)
+            scores = class_scores * mean_mask_probability
+            order = scores.argsort(descending=True, stable=True)
+            if threshold is not None:
+                order = order[scores[order] >= threshold]
+            boxes = None
+            if read["pred_boxes"] is not None:
+                boxes = self._boxes_to_output(
+                    read["pred_boxes"][index][queries[order]], valid_size, padded_size, output_size
+                )
+            segments_info = []
+            for rank, position in enumerate(order.tolist()):
+                segment = {"id": rank + 1, "label_id": int(labels[position]), "score": float(scores[position])}
+                if boxes is not None:
+                    segment["bbox"] = boxes[rank].tolist()
+                segments_info.append(segment)
+            instance_masks = binary_masks[order]
+            if return_binary_maps:
+                segmentation = instance_masks
+            elif return_coco_annotation:
+                segmentation = [binary_mask_to_rle(mask) for mask in instance_masks]
+            else:
+                segmentation = torch.full(output_size, -1, dtype=torch.int32, device=mask_logits.device)
+                # paint from the lowest score up so that higher-scored instances end on top
+                for rank in reversed(range(instance_masks.shape[0])):
+                    segmentation[instance_masks[rank]] = rank + 1
+            results.append({"segmentation": segmentation, "segments_info": segments_info})
+        return results
+
+    def post_process_panoptic_segmentation(
+        self,
+        outputs,
+        threshold: float | None = None,
+        overlap_mask_area_threshold: float | None = None,
+        target_sizes: list[tuple[int, int]] | torch.Tensor | None = None,
+        label_ids_to_fuse: set[int] | None = None,
+        mask_threshold: float = 0.5,
+        **kwargs,
+    ) -> list[dict[str, Any]]:
+        """
+        Panoptic segmentation from [`MaskDinoForUniversalSegmentation`] outputs, as the original's panoptic
+        inference: queries whose best sigmoid class probability exceeds `threshold` are kept, scored with the
+        tempered softmax over their sigmoid probabilities, and every pixel goes to the kept query with the highest
+        `score x mask probability`. A query becomes a segment if at least `overlap_mask_area_threshold` of its mask
+        (probability >= `mask_threshold`) survives; segments of a class in `label_ids_to_fuse` are merged.
+
+        Args:
+            outputs ([`MaskDinoForUniversalSegmentationOutput`]):
+                Raw model outputs.
+            threshold (`float`, *optional*):
+                Defaults to `object_mask_threshold`.
+            overlap_mask_area_threshold (`float`, *optional*):
+                Defaults to `overlap_threshold`.
+            target_sizes (`list[tuple[int, int]]` or `torch.Tensor`, *optional*):
+                `(height, width)` of each output. Defaults to the unpadded input size.
+            label_ids_to_fuse (`set[int]`, *optional*):
+                Classes with at most one segment per image. Defaults to `stuff_label_ids`.
+            mask_threshold (`float`, *optional*, defaults to 0.5):
+                Mask probability from which a pixel belongs to a query's mask.
+
+        Returns:
+            `list[dict]`: per image, `segmentation` (an int32 `(height, width)` map, 0 = no segment, segment ids from
+            1 in query order) and `segments_info`, a list of `{"id", "label_id", "was_fused", "score"}`.
+        """
+        threshold = self.object_mask_threshold if threshold is None else threshold
+        overlap_threshold = self.overlap_threshold if overlap_mask_area_threshold is None else overlap_mask_area_threshold
+        fuse = set(self.stuff_label_ids if label_ids_to_fuse is None else label_ids_to_fuse)
+        read = self._read_outputs(outputs)
+        batch_size = read["class_logits"].shape[0]
+        target_sizes = _normalize_target_sizes(target_sizes, batch_size)
+        results = []
+        for index in range(batch_size):
+            valid_size, padded_size, output_size = self._geometry(read, index, target_sizes)
+            class_logits = read["class_logits"][index]
+            if self.use_semantic_cross_entropy:
+                scores, labels = class_logits.softmax(-1).max(-1)
+                keep = (labels != class_logits.shape[-1] - 1) & (scores > threshold)
+            else:
+                probabilities = class_logits.sigmoid()
+                scores, labels = probabilities.max(-1)
+                keep = scores > threshold
+                if self.apply_panoptic_temperature:
+                    scores, labels = (probabilities / self.panoptic_temperature).softmax(-1).max(-1)
+            kept = keep.nonzero().flatten()
+            segmentation = torch.zeros(output_size, dtype=torch.int32, device=class_logits.device)
+            segments_info = []
+            if kept.numel() > 0:
+                mask_probabilities = self._resize_mask_logits(
+                    read["mask_logits"][index][kept], valid_size, padded_size, output_size
+                ).sigmoid()
+                kept_scores, kept_labels = scores[kept], labels[kept]
+                owner = (kept_scores[:, None, None] * mask_probabilities).argmax(0)
+                fused_segment_ids: dict[int, int] = {}
+                for k in range(kept.numel()):
+                    label = int(kept_labels[k])
+                    owned = owner == k
+                    in_mask = mask_probabilities[k] >= mask_threshold
+                    segment_pixels = owned & in_mask
+                    owned_area, mask_area = int(owned.sum()), int(in_mask.sum())
+                    if owned_area == 0 or mask_area == 0 or not segment_pixels.any():
+                        continue
+                    if owned_area / mask_area < overlap_threshold:
+                        continue
+                    if label in fuse and label in fused_segment_ids:
+                        segmentation[segment_pixels] = fused_segment_ids[label]
+                        continue
+                    segment_id = len(segments_info) + 1
+                    if label in fuse:
+                        fused_segment_ids[label] = segment_id
+                    segmentation[segment_pixels] = segment_id
+                    segments_info.append(
+                        {"id": segment_id, "label_id": label, "was_fused": label in fuse, "score": float(kept_scores[k])}
+                    )
+            results.append({"segmentation": segmentation, "segments_info": segments_info})
+        return results
+
+    def post_process_object_detection(
+        self,
+        outputs,
+        threshold: float = 0.5,
+        target_sizes: list[tuple[int, int]] | torch.Tensor | None = None,
+        top_k: int | None = None,
+    ) -> list[dict[str, torch.Tensor]]:
+        """
+        Object detection from the box head of [`MaskDinoForUniversalSegmentation`]: the `top_k` best (query, class)
+        pairs by class probability (stuff classes then left out, as for instance segmentation), above `threshold`.
+
+        Args:
+            outputs ([`MaskDinoForUniversalSegmentationOutput`]):
+                Raw model outputs.
+            threshold (`float`, *optional*, defaults to 0.5):
+                Keep detections whose class probability is above this.
+            target_sizes (`list[tuple[int, int]]` or `torch.Tensor` of shape `(batch_size, 2)`, *optional*):
+                `(height, width)` of each image to express boxes in. If unset, boxes are relative (0..1) to the
+                unpadded input image.
+            top_k (`int`, *optional*):
+                Number of (query, class) pairs considered; defaults to `detections_per_image`.
+
+        Returns:
+            `list[dict]`: per image, `scores` `(n,)`, `labels` `(n,)` and `boxes` `(n, 4)` as `[x0, y0, x1, y1]`,
+            by descending score.
+        """
+        read = self._read_outputs(outputs)
+        if read["pred_boxes"] is None:
+            raise ValueError("Object detection needs `pred_boxes` in the model outputs.")
+        top_k = self.detections_per_image if top_k is None else top_k
+        batch_size = read["class_logits"].shape[0]
+        target_sizes = _normalize_target_sizes(target_sizes, batch_size)
+        results = []
+        for index in range(batch_size):
+            valid_size, padded_size, _ = self._geometry(read, index, None)
+            output_size = None if target_sizes is None else target_sizes[index]
+            class_probabilities = self._class_probabilities(read["class_logits"][index])
+            scores, labels, queries = self._select_detections(class_probabilities, top_k)
+            keep = scores > threshold
+            boxes = self._boxes_to_output(read["pred_boxes"][index][queries[keep]], valid_size, padded_size, output_size)
+            results.append({"scores": scores[keep], "labels": labels[keep], "boxes": boxes})
+        return results
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_describe(v) for v in value[:3])
+        return f"{type(value).__name__} of {len(value)} [{inner}{', ...' if len(value) > 3 else ''}]"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return type(value).__name__
+
+
+__all__ = ["MaskDinoImageProcessor"]
