@@ -87,7 +87,11 @@ def get_resize_output_size(
     """
     height, width = image_size
     scale = shortest_edge / min(height, width)
-    new_height, new_width = height * scale, width * scale
+    # the shorter side is set exactly (not recomputed as side * scale) so that rounding matches the original
+    if height < width:
+        new_height, new_width = float(shortest_edge), width * scale
+    else:
+        new_height, new_width = height * scale, float(shortest_edge)
     if longest_edge is not None and max(new_height, new_width) > longest_edge:
         rescale = longest_edge / max(new_height, new_width)
         new_height, new_width = new_height * rescale, new_width * rescale
@@ -430,25 +434,52 @@ class MaskDinoImageProcessor(PilBackend):
                     f"{shape[channel_axis]} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA)."
                 )
             return channel_axis
-        if shape[0] in (1, 3, 4):
-            return 0
-        if shape[2] in (1, 3, 4):
+        # prefer RGB, then RGBA, then grayscale when both ends could hold channels, e.g. a (4, 6, 3) array
+        preference = {3: 0, 4: 1, 1: 2}
+        first, last = preference.get(shape[0]), preference.get(shape[2])
+        if first is not None or last is not None:
+            if first is not None and last is not None and first == last:
+                logger.warning_once(
+                    f"Cannot tell the channel dimension of an image of shape {shape}; assuming channels first. Pass "
+                    "`input_data_format` to choose."
+                )
+                return 0
+            if last is None or (first is not None and first < last):
+                return 0
             return 2
         raise ValueError(
             f"Cannot find the channel dimension of an image of shape {shape}: expected (channels, height, width) or "
             "(height, width, channels) with 1 (grayscale), 3 (RGB) or 4 (RGBA) channels."
         )
 
-    def _prepare_images_structure(self, images: ImageInput, expected_ndims: int = 3) -> ImageInput:
-        if isinstance(images, (list, tuple)) and len(images) == 0:
-            raise ValueError("Got an empty list of images; pass at least one image.")
+    def _prepare_images_structure(self, images: ImageInput, expected_ndims: int = 3) -> list:
+        """Flat list of single images from one image, a 4-d batch, or a (nested) list; strings are loaded."""
+        expected = (
+            "a PIL image, a NumPy array or torch tensor of shape (H, W), (C, H, W) or (H, W, C), a 4-d batch of "
+            "those, a path or URL, or a list of them"
+        )
         try:
-            return super()._prepare_images_structure(images, expected_ndims=expected_ndims)
-        except ValueError as error:
-            raise ValueError(
-                "Images must be a PIL image, a NumPy array or torch tensor of shape (H, W), (C, H, W) or (H, W, C), "
-                f"a 4-d batch of those, or a list of them; got {_describe(images)}."
-            ) from error
+            images = self.fetch_images(images)
+        except TypeError as error:
+            raise ValueError(f"Images must be {expected}; got {_describe(images)}.") from error
+        if isinstance(images, (list, tuple)):
+            flat = []
+            for item in images:
+                flat.extend(item if isinstance(item, (list, tuple)) else [item])
+        else:
+            flat = [images]
+        if not flat:
+            raise ValueError(f"Got no images; pass {expected}.")
+        single_images = []
+        for item in flat:
+            ndim = getattr(item, "ndim", None)
+            if isinstance(item, PIL.Image.Image) or ndim in (2, 3):
+                single_images.append(item)
+            elif ndim == 4:
+                single_images.extend(list(item))
+            else:
+                raise ValueError(f"Images must be {expected}; got {_describe(item)}.")
+        return single_images
 
     def _prepare_segmentation_map(self, segmentation_map) -> np.ndarray:
         if isinstance(segmentation_map, PIL.Image.Image):
@@ -526,7 +557,9 @@ class MaskDinoImageProcessor(PilBackend):
             raise ValueError("Pass either `segmentation_maps` or COCO `annotations` as targets, not both.")
         if segmentation_maps is not None:
             if not isinstance(segmentation_maps, (list, tuple)):
-                segmentation_maps = [segmentation_maps]
+                # a 3-d array is a batch of maps when it has one map per image
+                is_batch = getattr(segmentation_maps, "ndim", 0) == 3 and segmentation_maps.shape[0] == len(images) > 1
+                segmentation_maps = list(segmentation_maps) if is_batch else [segmentation_maps]
             segmentation_maps = [self._prepare_segmentation_map(m) for m in segmentation_maps]
             if len(segmentation_maps) != len(images):
                 raise ValueError(

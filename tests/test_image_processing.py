@@ -1,0 +1,721 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Tests of MaskDinoImageProcessor: accepted and rejected inputs, resizing and padding, training targets,
+save/load, post-processing behaviour, and parity with the original implementation's fixtures."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from pycocotools import mask as coco_mask
+from safetensors.torch import load_file
+from transformers import AutoImageProcessor
+from transformers.utils import ModelOutput
+
+from transformers_maskdino import MaskDinoConfig
+from transformers_maskdino.image_processing_maskdino import (
+    MASKDINO_PIXEL_MEAN,
+    MASKDINO_PIXEL_STD,
+    MaskDinoImageProcessor,
+    get_resize_output_size,
+)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["r50_instance", "r50_panoptic", "r50_semantic", "swin_panoptic"]
+
+
+def reference_dir() -> Path:
+    directory = Path(os.environ.get("MASKDINO_REFERENCE_DIR", REPO_ROOT.parent / "shared" / "reference"))
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"Reference fixtures not found at {directory}; set MASKDINO_REFERENCE_DIR to the directory holding "
+            f"{VARIANTS}."
+        )
+    return directory
+
+
+def normalized(image_hwc: np.ndarray) -> np.ndarray:
+    """The original's normalisation of an RGB uint8 (H, W, 3) image, as (3, H, W) float32."""
+    chw = torch.from_numpy(np.ascontiguousarray(image_hwc.transpose(2, 0, 1))).float()
+    mean = torch.tensor(MASKDINO_PIXEL_MEAN).view(3, 1, 1)
+    std = torch.tensor(MASKDINO_PIXEL_STD).view(3, 1, 1)
+    return ((chw - mean) / std).numpy()
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return MaskDinoImageProcessor()
+
+
+@pytest.fixture(scope="module")
+def rgb_image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(45, 70, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- accepted inputs
+
+
+def test_defaults(processor):
+    assert processor.size == {"shortest_edge": 800, "longest_edge": 1333}
+    assert tuple(processor.image_mean) == MASKDINO_PIXEL_MEAN
+    assert tuple(processor.image_std) == MASKDINO_PIXEL_STD
+    assert processor.size_divisor == 32
+    assert processor.model_input_names == ["pixel_values", "pixel_mask"]
+
+
+@pytest.mark.parametrize(
+    "make_input",
+    [
+        pytest.param(lambda a: Image.fromarray(a), id="pil-rgb"),
+        pytest.param(lambda a: Image.fromarray(np.dstack([a, np.full(a.shape[:2], 7, np.uint8)])), id="pil-rgba"),
+        pytest.param(lambda a: a, id="numpy-hwc"),
+        pytest.param(lambda a: a.transpose(2, 0, 1).copy(), id="numpy-chw"),
+        pytest.param(lambda a: np.dstack([a, np.zeros(a.shape[:2], np.uint8)]), id="numpy-hwc-rgba"),
+        pytest.param(lambda a: a.astype(np.float32), id="numpy-float-0-255"),
+        pytest.param(lambda a: a.astype(np.int32), id="numpy-int32"),
+        pytest.param(lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()), id="torch-chw-uint8"),
+        pytest.param(lambda a: torch.from_numpy(a.copy()), id="torch-hwc-uint8"),
+        pytest.param(lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).double(), id="torch-chw-float64"),
+        pytest.param(lambda a: torch.from_numpy(a.transpose(2, 0, 1).copy()).half(), id="torch-chw-float16"),
+        pytest.param(lambda a: [a], id="list-of-one"),
+        pytest.param(lambda a: a[None], id="numpy-4d-batch-of-one"),
+    ],
+)
+def test_accepted_rgb_forms_give_the_same_pixels(processor, rgb_image, make_input):
+    inputs = processor(make_input(rgb_image), do_resize=False, return_tensors="pt")
+    expected = np.zeros((3, 64, 96), dtype=np.float32)
+    expected[:, :45, :70] = normalized(rgb_image)
+    assert inputs["pixel_values"].shape == (1, 3, 64, 96)
+    assert inputs["pixel_values"].dtype == torch.float32
+    np.testing.assert_allclose(inputs["pixel_values"][0].numpy(), expected, atol=1e-5)
+    assert inputs["pixel_mask"].dtype == torch.int64
+    assert inputs["pixel_mask"][0, :45, :70].all() and inputs["pixel_mask"].sum() == 45 * 70
+
+
+@pytest.mark.parametrize(
+    "make_input",
+    [
+        pytest.param(lambda g: Image.fromarray(g, mode="L"), id="pil-L"),
+        pytest.param(lambda g: g, id="numpy-hw"),
+        pytest.param(lambda g: g[None], id="numpy-1hw"),
+        pytest.param(lambda g: g[..., None], id="numpy-hw1"),
+        pytest.param(lambda g: torch.from_numpy(g.copy()), id="torch-hw"),
+    ],
+)
+def test_grayscale_is_replicated_to_rgb(processor, rgb_image, make_input):
+    gray = rgb_image[..., 0]
+    inputs = processor(make_input(gray), do_resize=False, return_tensors="pt")
+    np.testing.assert_allclose(
+        inputs["pixel_values"][0, :, :45, :70].numpy(), normalized(np.dstack([gray] * 3)), atol=1e-5
+    )
+
+
+def test_channel_format_can_be_given_when_ambiguous(processor):
+    # (3, 5, 3) could be channels first or last
+    image = np.arange(45, dtype=np.uint8).reshape(3, 5, 3)
+    first = processor(image, do_resize=False, input_data_format="channels_first", return_tensors="pt")
+    last = processor(image, do_resize=False, input_data_format="channels_last", return_tensors="pt")
+    np.testing.assert_allclose(first["pixel_values"][0, :, :5, :3].numpy(), normalized(image.transpose(1, 2, 0)), atol=1e-5)
+    np.testing.assert_allclose(last["pixel_values"][0, :, :3, :5].numpy(), normalized(image), atol=1e-5)
+
+
+def test_image_path_is_loaded(processor, rgb_image, tmp_path):
+    path = tmp_path / "image.png"
+    Image.fromarray(rgb_image).save(path)
+    from_path = processor(str(path), do_resize=False, return_tensors="pt")
+    from_array = processor(rgb_image, do_resize=False, return_tensors="pt")
+    assert torch.equal(from_path["pixel_values"], from_array["pixel_values"])
+
+
+def test_batch_of_different_sizes_is_padded_bottom_right(processor):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (40, 50, 3), dtype=np.uint8), rng.integers(0, 256, (70, 33, 3), dtype=np.uint8)]
+    inputs = processor(images, do_resize=False, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (2, 3, 96, 64)
+    for index, image in enumerate(images):
+        height, width = image.shape[:2]
+        np.testing.assert_allclose(inputs["pixel_values"][index, :, :height, :width].numpy(), normalized(image), atol=1e-5)
+        assert inputs["pixel_values"][index, :, height:, :].abs().sum() == 0
+        assert inputs["pixel_values"][index, :, :, width:].abs().sum() == 0
+        assert inputs["pixel_mask"][index].sum() == height * width
+        assert inputs["pixel_mask"][index, :height, :width].all()
+
+
+def test_numpy_outputs_without_return_tensors(processor, rgb_image):
+    inputs = processor([rgb_image, rgb_image[:20]], do_resize=False)
+    assert isinstance(inputs["pixel_values"], list) and inputs["pixel_values"][1].shape == (3, 64, 96)
+    assert inputs["pixel_mask"][1].dtype == np.int64
+
+
+def test_pad_size_and_no_padding(processor, rgb_image):
+    padded = processor(rgb_image, do_resize=False, pad_size={"height": 50, "width": 80}, return_tensors="pt")
+    assert padded["pixel_values"].shape == (1, 3, 50, 80)
+    unpadded = processor(rgb_image, do_resize=False, do_pad=False, return_tensors="pt")
+    assert unpadded["pixel_values"].shape == (1, 3, 45, 70) and unpadded["pixel_mask"].all()
+
+
+# ---------------------------------------------------------------------------------------------- resizing
+
+
+@pytest.mark.parametrize(
+    ("image_size", "size", "expected"),
+    [
+        ((150, 210), (800, 1333), (800, 1120)),
+        ((480, 640), (800, 1333), (800, 1067)),
+        ((640, 480), (800, 1333), (1067, 800)),
+        ((100, 1000), (800, 1333), (133, 1333)),
+        ((512, 512), (800, 1333), (800, 800)),
+        ((375, 500), (512, 2048), (512, 683)),
+        ((1024, 2048), (1024, 2048), (1024, 2048)),
+    ],
+)
+def test_resize_output_size(image_size, size, expected):
+    assert get_resize_output_size(image_size, *size) == expected
+
+
+def test_resize_matches_pil_bilinear_and_pads_to_32(processor, rgb_image):
+    inputs = processor(rgb_image, return_tensors="pt")
+    # 45x70 -> shorter side 800 -> 800x1244, padded to 800x1248
+    assert inputs["pixel_values"].shape == (1, 3, 800, 1248)
+    assert inputs["pixel_mask"][0].sum() == 800 * 1244
+    resized = np.array(Image.fromarray(rgb_image).resize((1244, 800), Image.BILINEAR))
+    np.testing.assert_allclose(inputs["pixel_values"][0, :, :800, :1244].numpy(), normalized(resized), atol=1e-5)
+
+
+def test_resize_of_float_images_and_fixed_size(processor, rgb_image):
+    inputs = processor(rgb_image.astype(np.float32), size={"height": 90, "width": 140}, return_tensors="pt")
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(rgb_image.transpose(2, 0, 1).astype(np.float32))[None], size=(90, 140), mode="bilinear"
+    )[0]
+    mean, std = torch.tensor(MASKDINO_PIXEL_MEAN).view(3, 1, 1), torch.tensor(MASKDINO_PIXEL_STD).view(3, 1, 1)
+    assert inputs["pixel_values"].shape == (1, 3, 96, 160)
+    torch.testing.assert_close(inputs["pixel_values"][0, :, :90, :140], (expected - mean) / std, atol=1e-4, rtol=0)
+
+
+def test_dataset_resize_settings(rgb_image):
+    ade = MaskDinoImageProcessor(size={"shortest_edge": 512, "longest_edge": 2048})
+    assert ade(rgb_image, return_tensors="pt")["pixel_mask"][0].sum() == 512 * 796
+
+
+# ---------------------------------------------------------------------------------------------- rejected inputs
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "message"),
+    [
+        (np.zeros((10,), np.uint8), "Images must be"),
+        (np.zeros((2, 3, 4, 5, 6), np.uint8), "Images must be"),
+        (np.zeros((10, 12, 2), np.uint8), "Cannot find the channel dimension"),
+        (np.zeros((5, 10, 12), np.uint8), "Cannot find the channel dimension"),
+        (np.zeros((0, 12, 3), np.uint8), "empty image"),
+        (np.zeros((10, 12, 3), bool), "Unsupported image dtype bool"),
+        (np.zeros((10, 12, 3), np.complex64), "Unsupported image dtype complex64"),
+        (np.full((10, 12, 3), np.nan, np.float32), "NaN or infinite"),
+        ({"pixels": 1}, "Images must be"),
+        (12, "Images must be"),
+        ([], "Got no images"),
+        ([np.zeros((10, 12, 3), np.uint8), "not an image"], None),
+    ],
+)
+def test_rejected_images(processor, bad_input, message):
+    with pytest.raises(ValueError, match=message):
+        processor(bad_input, return_tensors="pt")
+
+
+def test_rejected_channel_format(processor):
+    with pytest.raises(ValueError, match="has 10 channels; expected 1 \\(grayscale\\), 3 \\(RGB\\) or 4 \\(RGBA\\)"):
+        processor(np.zeros((10, 12, 3), np.uint8), input_data_format="channels_first")
+
+
+def test_no_rgb_conversion_rejects_non_rgb(processor, rgb_image):
+    with pytest.raises(ValueError, match="mode 'L' with `do_convert_rgb=False`"):
+        processor(Image.fromarray(rgb_image[..., 0]), do_convert_rgb=False)
+    with pytest.raises(ValueError, match="4 channel\\(s\\) with `do_convert_rgb=False`"):
+        processor(np.zeros((10, 12, 4), np.uint8), do_convert_rgb=False)
+
+
+def test_rejected_size(rgb_image):
+    with pytest.raises(ValueError, match="`size` must be"):
+        MaskDinoImageProcessor(size={"longest_edge": 100})(rgb_image)
+
+
+def test_pad_size_smaller_than_image(processor, rgb_image):
+    with pytest.raises(ValueError, match="`pad_size` \\(32, 32\\) is smaller than"):
+        processor(rgb_image, do_resize=False, pad_size={"height": 32, "width": 32})
+
+
+# ---------------------------------------------------------------------------------------------- training targets
+
+
+def test_targets_from_semantic_map_with_ignore_index(processor):
+    semantic_map = np.array([[0, 0, 1, 255], [3, 3, 1, 255], [3, 3, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]], dtype=np.uint8)
+    inputs = processor(
+        np.zeros((5, 4, 3), np.uint8), segmentation_maps=semantic_map, ignore_index=255, do_resize=False,
+        return_tensors="pt",
+    )
+    assert inputs["class_labels"][0].tolist() == [0, 1, 3]
+    assert inputs["class_labels"][0].dtype == torch.int64
+    masks = inputs["mask_labels"][0]
+    assert masks.shape == (3, 32, 32) and masks.dtype == torch.float32
+    for mask, label in zip(masks, [0, 1, 3]):
+        assert torch.equal(mask[:5, :4], torch.from_numpy((semantic_map == label).astype(np.float32)))
+    assert masks[:, 5:, :].sum() == 0 and masks[:, :, 4:].sum() == 0  # padding belongs to no target
+
+
+def test_targets_from_semantic_map_with_reduced_labels(processor):
+    semantic_map = np.array([[0, 1], [2, 2]], dtype=np.int64)
+    inputs = processor(
+        np.zeros((2, 2, 3), np.uint8), segmentation_maps=semantic_map, ignore_index=255, do_reduce_labels=True,
+        do_resize=False, return_tensors="pt",
+    )
+    assert inputs["class_labels"][0].tolist() == [0, 1]
+    assert inputs["mask_labels"][0][:, :2, :2].tolist() == [[[0, 1], [0, 0]], [[0, 0], [1, 1]]]
+
+
+def test_targets_from_instance_maps_are_resized_with_the_image(processor):
+    instance_map = np.zeros((20, 30), dtype=np.int32)
+    instance_map[2:8, 3:12] = 7
+    instance_map[10:18, 15:29] = 1000  # ids beyond 8 bits keep their value
+    inputs = processor(
+        [np.zeros((20, 30, 3), np.uint8)] * 2,
+        segmentation_maps=[instance_map, np.zeros((20, 30), np.int32)],
+        instance_id_to_semantic_id={7: 4, 1000: 2},
+        ignore_index=0,
+        size={"shortest_edge": 40, "longest_edge": 100},
+        return_tensors="pt",
+    )
+    assert inputs["pixel_values"].shape == (2, 3, 64, 64)
+    assert inputs["class_labels"][0].tolist() == [4, 2]
+    masks = inputs["mask_labels"][0]
+    assert masks.shape == (2, 64, 64)
+    # exact 2x nearest upscaling
+    assert torch.equal(masks[0, :40, :60], torch.from_numpy(np.kron(instance_map == 7, np.ones((2, 2))).astype(np.float32)))
+    assert masks[1].sum() == (instance_map == 1000).sum() * 4
+    # an image without objects
+    assert inputs["mask_labels"][1].shape == (0, 64, 64) and inputs["class_labels"][1].shape == (0,)
+
+
+def test_per_image_instance_mappings(processor):
+    maps = [np.array([[1, 2]]), np.array([[1, 1]])]
+    inputs = processor(
+        [np.zeros((1, 2, 3), np.uint8)] * 2, segmentation_maps=maps, instance_id_to_semantic_id=[{1: 5, 2: 6}, {1: 0}],
+        do_resize=False,
+    )
+    assert [labels.tolist() for labels in inputs["class_labels"]] == [[5, 6], [0]]
+
+
+def test_targets_from_coco_polygons_and_rle(processor):
+    height, width = 40, 60
+    rle_mask = np.zeros((height, width), dtype=np.uint8, order="F")
+    rle_mask[5:15, 30:50] = 1
+    compressed_rle = coco_mask.encode(rle_mask)
+    uncompressed_rle = {"size": [height, width], "counts": [int(v) for v in _uncompressed_counts(rle_mask)]}
+    annotation = {
+        "image_id": 3,
+        "annotations": [
+            {"category_id": 2, "segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]], "iscrowd": 0},
+            {"category_id": 5, "segmentation": compressed_rle, "iscrowd": 0},
+            {"category_id": 6, "segmentation": uncompressed_rle},
+            {"category_id": 1, "segmentation": [[0, 0, 60, 0, 60, 40]], "iscrowd": 1},  # crowd: dropped
+            {"category_id": 4, "segmentation": [[1, 1, 2, 2]]},  # degenerate polygon: no mask, dropped
+        ],
+    }
+    inputs = processor(np.zeros((height, width, 3), np.uint8), annotations=annotation, do_resize=False, return_tensors="pt")
+    assert inputs["class_labels"][0].tolist() == [2, 5, 6]
+    masks = inputs["mask_labels"][0]
+    assert masks.shape == (3, 64, 64)
+    expected_polygon = coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects([[10, 10, 30, 10, 30, 30, 10, 30]], height, width)))
+    assert torch.equal(masks[0, :height, :width], torch.from_numpy(expected_polygon.astype(np.float32)))
+    assert torch.equal(masks[1, :height, :width], torch.from_numpy(rle_mask.astype(np.float32)))
+    assert torch.equal(masks[2], masks[1])
+
+    # with resizing, polygons are scaled then rasterised: the 20x20 square becomes about 40x40
+    resized = processor(
+        np.zeros((height, width, 3), np.uint8), annotations=[annotation["annotations"]],
+        size={"shortest_edge": 80, "longest_edge": 200}, return_tensors="pt",
+    )
+    assert resized["mask_labels"][0].shape == (3, 96, 128)
+    assert abs(resized["mask_labels"][0][0].sum().item() - 40 * 40) < 120
+    assert resized["mask_labels"][0][1].sum() == 4 * rle_mask.sum()
+
+
+def test_coco_image_without_objects(processor):
+    inputs = processor(np.zeros((20, 20, 3), np.uint8), annotations={"annotations": []}, do_resize=False, return_tensors="pt")
+    assert inputs["mask_labels"][0].shape == (0, 32, 32) and inputs["class_labels"][0].shape == (0,)
+
+
+def _uncompressed_counts(mask: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE counts: alternating run lengths in column-major order, starting with zeros."""
+    flat = mask.flatten(order="F")
+    edges = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = np.diff(edges).tolist()
+    return [0, *counts] if flat[0] else counts
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"segmentation_maps": np.zeros((5, 5), np.int64)}, "Segmentation map 0 has shape \\(5, 5\\) but its image is 4x6"),
+        ({"segmentation_maps": np.zeros((4, 6, 2), np.int64)}, "must be 2-d"),
+        ({"segmentation_maps": np.full((4, 6), 0.5)}, "non-integer float values"),
+        ({"segmentation_maps": [np.zeros((4, 6))] * 2}, "1 images but 2 segmentation maps"),
+        ({"segmentation_maps": np.ones((4, 6), np.int64), "instance_id_to_semantic_id": {2: 1}}, "Instance ids \\[1\\]"),
+        ({"segmentation_maps": np.ones((4, 6), np.int64), "do_reduce_labels": True}, "needs `ignore_index`"),
+        ({"instance_id_to_semantic_id": {1: 1}}, "only used with `segmentation_maps`"),
+        ({"segmentation_maps": np.ones((4, 6), np.int64), "annotations": {"annotations": []}}, "not both"),
+        ({"annotations": [{"annotations": []}] * 2}, "1 images but 2 annotations"),
+        ({"annotations": [[{"segmentation": [[0, 0, 1, 1, 1, 0]]}]]}, "needs `category_id` and `segmentation`"),
+        ({"annotations": [[{"category_id": 1, "segmentation": "x"}]]}, "list of polygons or an RLE dict"),
+        ({"annotations": [[{"category_id": 1, "segmentation": [[0, 0, 1]]}]]}, "odd number of coordinates"),
+        (
+            {"annotations": [[{"category_id": 1, "segmentation": {"size": [3, 3], "counts": [9]}}]]},
+            "has size \\[3, 3\\], but the image is 4x6",
+        ),
+    ],
+)
+def test_rejected_targets(processor, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        processor(np.zeros((4, 6, 3), np.uint8), do_resize=False, input_data_format="channels_last", **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- save / load
+
+
+def test_save_load_round_trip(tmp_path):
+    processor = MaskDinoImageProcessor(
+        size={"shortest_edge": 512, "longest_edge": 2048},
+        object_mask_threshold=0.8,
+        detections_per_image=20,
+        stuff_label_ids=[5, 6, 7],
+        use_semantic_cross_entropy=True,
+        semantic_resize_mask_logits=False,
+        ignore_index=255,
+    )
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["image_processor_type"] == "MaskDinoImageProcessor"
+    assert saved["stuff_label_ids"] == [5, 6, 7] and saved["object_mask_threshold"] == 0.8
+
+    reloaded = MaskDinoImageProcessor.from_pretrained(tmp_path)
+    assert reloaded.to_dict() == processor.to_dict()
+
+    AutoImageProcessor.register(MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessor}, exist_ok=True)
+    auto = AutoImageProcessor.from_pretrained(tmp_path)
+    assert type(auto) is MaskDinoImageProcessor
+    assert auto.to_dict() == processor.to_dict()
+    image = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    assert torch.equal(auto(image, return_tensors="pt")["pixel_values"], processor(image, return_tensors="pt")["pixel_values"])
+
+
+# ---------------------------------------------------------------------------------------------- post-processing
+
+
+def make_outputs(class_logits, mask_logits, boxes=None, image_sizes=None, padded_image_sizes=None):
+    fields = {"class_queries_logits": class_logits, "masks_queries_logits": mask_logits}
+    if boxes is not None:
+        fields["pred_boxes"] = boxes
+    if image_sizes is not None:
+        fields["image_sizes"] = torch.tensor(image_sizes)
+        fields["padded_image_sizes"] = torch.tensor(padded_image_sizes)
+    return ModelOutput(fields)
+
+
+def test_padding_is_cropped_before_resizing(processor):
+    # one query whose mask covers exactly the valid (unpadded) left half of a 32x64 padded input
+    mask_logits = torch.full((1, 2, 8, 16), -10.0)
+    mask_logits[0, 0, :, :8] = 10.0
+    mask_logits[0, 1, :, 8:] = 10.0  # lies in the padding only
+    class_logits = torch.tensor([[[5.0, -5.0], [-5.0, 4.0]]])
+    boxes = torch.tensor([[[0.25, 0.5, 0.5, 1.0], [0.75, 0.5, 0.5, 1.0]]])
+    outputs = make_outputs(class_logits, mask_logits, boxes, image_sizes=[[32, 32]], padded_image_sizes=[[32, 64]])
+
+    semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=[(64, 64)])[0]
+    assert semantic.shape == (64, 64) and (semantic == 0).all()
+
+    instances = processor.post_process_instance_segmentation(outputs, target_sizes=[(64, 64)], return_binary_maps=True)[0]
+    first = instances["segments_info"][0]
+    assert first["label_id"] == 0 and instances["segmentation"][0].all()
+    assert first["bbox"] == pytest.approx([0.0, 0.0, 64.0, 64.0])
+    # (query 0, label 1) keeps query 0's full mask; query 1's mask lies in the padding, so it scores 0
+    scores = [s["score"] for s in instances["segments_info"]]
+    assert scores == pytest.approx([torch.sigmoid(torch.tensor(5.0)).item(), torch.sigmoid(torch.tensor(-5.0)).item(), 0, 0], abs=5e-3)
+    assert [s["label_id"] for s in instances["segments_info"][:2]] == [0, 1]
+    assert not instances["segmentation"][2:].any()
+
+    detections = processor.post_process_object_detection(outputs, 0.5, torch.IntTensor([[64, 64]]))[0]
+    assert detections["labels"].tolist() == [0, 1]
+    torch.testing.assert_close(detections["boxes"], torch.tensor([[0.0, 0.0, 64.0, 64.0], [64.0, 0.0, 128.0, 64.0]]))
+    relative = processor.post_process_object_detection(outputs, 0.5)[0]
+    torch.testing.assert_close(relative["boxes"][0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+    panoptic = processor.post_process_panoptic_segmentation(outputs, target_sizes=[(64, 64)])[0]
+    assert [s["label_id"] for s in panoptic["segments_info"]] == [0]
+    assert (panoptic["segmentation"] == 1).all()
+
+
+def test_outputs_without_geometry_are_resized_directly(processor):
+    outputs = make_outputs(torch.zeros(1, 3, 2), torch.randn(1, 3, 8, 8))
+    assert processor.post_process_semantic_segmentation(outputs)[0].shape == (8, 8)
+    assert processor.post_process_semantic_segmentation(outputs, target_sizes=[(20, 30)])[0].shape == (20, 30)
+    with pytest.raises(ValueError, match="Object detection needs `pred_boxes`"):
+        processor.post_process_object_detection(outputs)
+
+
+@pytest.fixture
+def random_outputs():
+    generator = torch.Generator().manual_seed(0)
+    return make_outputs(
+        torch.randn(2, 6, 4, generator=generator) * 3,
+        torch.randn(2, 6, 8, 12, generator=generator) * 4,
+        torch.rand(2, 6, 4, generator=generator) * 0.5 + 0.25,
+        image_sizes=[[32, 48], [20, 40]],
+        padded_image_sizes=[[32, 48], [32, 48]],
+    )
+
+
+def test_pipeline_keyword_arguments_are_accepted(processor, random_outputs):
+    pipeline_kwargs = {"threshold": 0.0, "mask_threshold": 0.5, "overlap_mask_area_threshold": 0.5, "target_sizes": [(10, 10), (10, 10)]}
+    for method in (processor.post_process_panoptic_segmentation, processor.post_process_instance_segmentation):
+        results = method(random_outputs, **pipeline_kwargs)
+        assert len(results) == 2
+        for result in results:
+            assert result["segmentation"].shape == (10, 10)
+            for segment in result["segments_info"]:
+                assert {"id", "label_id", "score"} <= set(segment)
+    semantic = processor.post_process_semantic_segmentation(random_outputs, target_sizes=[(10, 10), (5, 7)])
+    assert [tuple(s.shape) for s in semantic] == [(10, 10), (5, 7)]
+
+
+def test_instance_selection_threshold_and_formats(random_outputs):
+    processor = MaskDinoImageProcessor(detections_per_image=5, stuff_label_ids=[3])
+    results = processor.post_process_instance_segmentation(random_outputs, return_binary_maps=True)
+    for index, result in enumerate(results):
+        labels = [s["label_id"] for s in result["segments_info"]]
+        scores = [s["score"] for s in result["segments_info"]]
+        assert len(labels) <= 5 and 3 not in labels
+        assert scores == sorted(scores, reverse=True)
+        assert result["segmentation"].dtype == torch.bool
+        assert result["segmentation"].shape[1:] == ((32, 48), (20, 40))[index]
+    thresholded = processor.post_process_instance_segmentation(random_outputs, threshold=0.3)[0]
+    assert all(s["score"] >= 0.3 for s in thresholded["segments_info"])
+    # segment map: background -1, ids from 1, higher scores on top
+    segmentation = thresholded["segmentation"]
+    assert segmentation.dtype == torch.int32 and segmentation.min() >= -1
+    rle = processor.post_process_instance_segmentation(random_outputs, return_coco_annotation=True)[0]
+    assert len(rle["segmentation"]) == len(rle["segments_info"])
+    assert all(sum(runs[1::2]) <= 32 * 48 for runs in rle["segmentation"])
+    with pytest.raises(ValueError, match="cannot both be True"):
+        processor.post_process_instance_segmentation(random_outputs, return_binary_maps=True, return_coco_annotation=True)
+    with pytest.raises(ValueError, match="must be in \\(0, 1\\)"):
+        processor.post_process_instance_segmentation(random_outputs, mask_threshold=1.5)
+
+
+def test_higher_scored_instances_cover_lower_ones(processor):
+    mask_logits = torch.full((1, 2, 4, 4), 10.0)  # both queries cover the whole image
+    class_logits = torch.tensor([[[0.0], [3.0]]])
+    result = processor.post_process_instance_segmentation(make_outputs(class_logits, mask_logits))[0]
+    assert [s["id"] for s in result["segments_info"]] == [1, 2]
+    assert (result["segmentation"] == 1).all()
+
+
+def test_panoptic_fuses_stuff_and_uses_thresholds(random_outputs):
+    processor = MaskDinoImageProcessor(stuff_label_ids=[0, 1, 2, 3], object_mask_threshold=0.0, overlap_threshold=0.0)
+    result = processor.post_process_panoptic_segmentation(random_outputs)[0]
+    labels = [s["label_id"] for s in result["segments_info"]]
+    assert len(labels) == len(set(labels))  # one segment per stuff class
+    assert all(s["was_fused"] for s in result["segments_info"])
+    assert set(result["segmentation"].unique().tolist()) <= {0, *[s["id"] for s in result["segments_info"]]}
+    assert processor.post_process_panoptic_segmentation(random_outputs, threshold=1.0)[0]["segments_info"] == []
+    unfused = processor.post_process_panoptic_segmentation(random_outputs, label_ids_to_fuse=set())[0]
+    assert len(unfused["segments_info"]) >= len(result["segments_info"])
+
+
+def test_cross_entropy_models_drop_the_no_object_class():
+    processor = MaskDinoImageProcessor(use_semantic_cross_entropy=True)
+    class_logits = torch.tensor([[[0.0, 0.0, 9.0], [0.0, 5.0, 0.0]]])  # query 0 is "no object"
+    mask_logits = torch.full((1, 2, 4, 4), 5.0)
+    outputs = make_outputs(class_logits, mask_logits, torch.full((1, 2, 4), 0.5))
+    assert (processor.post_process_semantic_segmentation(outputs)[0] == 1).all()
+    panoptic = processor.post_process_panoptic_segmentation(outputs, threshold=0.5)[0]
+    assert [s["label_id"] for s in panoptic["segments_info"]] == [1]
+    detections = processor.post_process_object_detection(outputs, threshold=0.5)[0]
+    assert detections["labels"].tolist() == [1]
+
+
+def test_half_precision_outputs(processor, random_outputs):
+    half = make_outputs(
+        random_outputs.class_queries_logits.half(), random_outputs.masks_queries_logits.half(),
+        random_outputs.pred_boxes.half(), random_outputs.image_sizes.tolist(), random_outputs.padded_image_sizes.tolist(),
+    )
+    full = processor.post_process_semantic_segmentation(random_outputs)[0]
+    assert (processor.post_process_semantic_segmentation(half)[0] == full).float().mean() > 0.95
+
+
+def test_target_sizes_must_match_the_batch(processor, random_outputs):
+    with pytest.raises(ValueError, match="`target_sizes` has 1 entries but the outputs hold 2 images"):
+        processor.post_process_semantic_segmentation(random_outputs, target_sizes=[(4, 4)])
+    with pytest.raises(ValueError, match="must be \\(height, width\\)"):
+        processor.post_process_instance_segmentation(random_outputs, target_sizes=[(4, 4, 4), (4, 4)])
+
+
+def test_incomplete_outputs_are_rejected(processor):
+    with pytest.raises(ValueError, match="`class_queries_logits` and `masks_queries_logits`"):
+        processor.post_process_semantic_segmentation(ModelOutput({"class_queries_logits": torch.zeros(1, 2, 3)}))
+    outputs = ModelOutput(
+        {"class_queries_logits": torch.zeros(1, 2, 3), "masks_queries_logits": torch.zeros(1, 2, 4, 4), "image_sizes": torch.tensor([[4, 4]])}
+    )
+    with pytest.raises(ValueError, match="both `image_sizes` and `padded_image_sizes`"):
+        processor.post_process_semantic_segmentation(outputs)
+
+
+# ---------------------------------------------------------------------------------------------- fixture parity
+
+
+def fixture_processor(variant_dir: Path) -> MaskDinoImageProcessor:
+    """The processor with the inference settings the fixtures were made with (config.yaml, metadata.json)."""
+    config = yaml.safe_load((variant_dir / "config.yaml").read_text())
+    test = config["MODEL"]["MaskDINO"]["TEST"]
+    metadata = json.loads((variant_dir / "metadata.json").read_text())
+    # the original sizes the class head by SEMANTIC_ON and SEMANTIC_CE_LOSS (see the fixture README)
+    cross_entropy = bool(config["MODEL"]["MaskDINO"]["SEMANTIC_CE_LOSS"] and test["SEMANTIC_ON"])
+    return MaskDinoImageProcessor(
+        object_mask_threshold=test["OBJECT_MASK_THRESHOLD"],
+        overlap_threshold=test["OVERLAP_THRESHOLD"],
+        panoptic_temperature=test["PANO_TEMPERATURE"],
+        apply_panoptic_temperature=test["PANO_TRANSFORM_EVAL"],
+        detections_per_image=config["TEST"]["DETECTIONS_PER_IMAGE"],
+        stuff_label_ids=metadata["stuff_contiguous_ids"],
+        use_semantic_cross_entropy=cross_entropy,
+        semantic_resize_mask_logits=bool(
+            test["SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE"] or test["PANOPTIC_ON"] or test["INSTANCE_ON"]
+        ),
+    )
+
+
+def fixture_runs(variant_dir: Path):
+    """(name, model-like outputs, batch index, result prefix) for the single image and both batch elements."""
+    outputs = load_file(variant_dir / "outputs.safetensors")
+    inputs = load_file(variant_dir / "inputs.safetensors")
+    padded = list(inputs["pixel_values"].shape[-2:])
+    runs = []
+    for prefix, sizes in (("", inputs["image_size"][None]), ("batch2.", inputs["batch2.image_sizes"])):
+        model_outputs = ModelOutput(
+            {
+                "class_queries_logits": outputs[f"{prefix}decoder.pred_logits"],
+                "masks_queries_logits": outputs[f"{prefix}decoder.pred_masks"],
+                "pred_boxes": outputs[f"{prefix}decoder.pred_boxes"],
+                "image_sizes": sizes,
+                "padded_image_sizes": torch.tensor([padded] * len(sizes)),
+            }
+        )
+        for index in range(len(sizes)):
+            runs.append((f"{prefix or 'single.'}{index}", model_outputs, index, f"batch2.{index}." if prefix else ""))
+    return runs
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def variant(request):
+    directory = reference_dir() / request.param
+    if not directory.is_dir():
+        raise FileNotFoundError(f"Missing reference variant {directory}.")
+    return directory
+
+
+def test_fixture_pixel_values(variant):
+    inputs = load_file(variant / "inputs.safetensors")
+    processor = fixture_processor(variant)
+    image = Image.open(variant / "image.png")
+    single = processor(image, do_resize=False, return_tensors="pt")
+    torch.testing.assert_close(single["pixel_values"], inputs["pixel_values"], atol=1e-6, rtol=0)
+    assert torch.equal(inputs["image"], torch.from_numpy(np.array(image)).permute(2, 0, 1))
+
+    batch = processor([image, Image.open(variant / "image2.png")], do_resize=False, return_tensors="pt")
+    assert batch["pixel_values"].shape == (2, *inputs["pixel_values"].shape[1:])
+    torch.testing.assert_close(batch["pixel_values"][:1], inputs["pixel_values"], atol=1e-6, rtol=0)
+    height, width = inputs["batch2.image_sizes"][1].tolist()
+    expected = normalized(inputs["image2"].permute(1, 2, 0).numpy())
+    torch.testing.assert_close(batch["pixel_values"][1, :, :height, :width], torch.from_numpy(expected), atol=1e-6, rtol=0)
+    assert batch["pixel_values"][1, :, height:].abs().sum() == 0 and batch["pixel_values"][1, :, :, width:].abs().sum() == 0
+    assert batch["pixel_mask"].flatten(1).sum(1).tolist() == inputs["batch2.image_sizes"].prod(1).tolist()
+
+
+def test_fixture_semantic(variant):
+    reference = load_file(variant / "postprocessed.safetensors")
+    processor = fixture_processor(variant)
+    for name, outputs, index, prefix in fixture_runs(variant):
+        if f"{prefix}sem_seg" not in reference:
+            continue
+        result = processor.post_process_semantic_segmentation(outputs, return_segmentation_scores=True)[index]
+        expected = reference[f"{prefix}sem_seg"]
+        agreement = (result.segmentation == expected.argmax(0)).float().mean().item()
+        assert agreement >= 0.999, f"{name}: semantic argmax agrees on {agreement:.5f} of pixels"
+        torch.testing.assert_close(result.segmentation_scores, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_fixture_instances(variant):
+    reference = load_file(variant / "postprocessed.safetensors")
+    processor = fixture_processor(variant)
+    checked = 0
+    for name, outputs, index, prefix in fixture_runs(variant):
+        if f"{prefix}instances.scores" not in reference:
+            continue
+        checked += 1
+        result = processor.post_process_instance_segmentation(outputs, return_binary_maps=True)[index]
+        segments = result["segments_info"]
+        expected_scores = reference[f"{prefix}instances.scores"]
+        assert len(segments) == len(expected_scores), name
+        # the reference is sorted by score; only exact zero scores (empty masks) can tie
+        assert [s["label_id"] for s in segments] == reference[f"{prefix}instances.pred_classes"].tolist(), name
+        scores = torch.tensor([s["score"] for s in segments])
+        torch.testing.assert_close(scores, expected_scores, atol=1e-3, rtol=0)
+        image_height, image_width = reference[f"{prefix}instances.image_size"].tolist()
+        boxes = torch.tensor([s["bbox"] for s in segments]).reshape(-1, 4)
+        box_tolerance = 1e-3 * max(image_height, image_width)
+        torch.testing.assert_close(boxes, reference[f"{prefix}instances.pred_boxes"], atol=box_tolerance, rtol=0)
+        masks, expected_masks = result["segmentation"], reference[f"{prefix}instances.pred_masks"].bool()
+        assert masks.shape == expected_masks.shape
+        for k in range(len(segments)):
+            union = (masks[k] | expected_masks[k]).sum().item()
+            iou = 1.0 if union == 0 else (masks[k] & expected_masks[k]).sum().item() / union
+            assert iou >= 0.99, f"{name}: instance {k} mask IoU {iou:.4f}"
+
+        detections = processor.post_process_object_detection(
+            outputs, -1.0, [tuple(s) for s in outputs["image_sizes"].tolist()]
+        )[index]
+        # detection ranks by class probability; the reference's instances carry theirs in `class_prob`
+        order = reference[f"{prefix}instances.class_prob"].argsort(descending=True, stable=True)
+        torch.testing.assert_close(detections["scores"], reference[f"{prefix}instances.class_prob"][order], atol=1e-6, rtol=0)
+        torch.testing.assert_close(detections["boxes"], reference[f"{prefix}instances.pred_boxes"][order], atol=box_tolerance, rtol=0)
+    assert checked in (0, 3)
+
+
+def test_fixture_panoptic(variant):
+    reference = load_file(variant / "postprocessed.safetensors")
+    processor = fixture_processor(variant)
+    segments_file = variant / "segments_info.json"
+    for name, outputs, index, prefix in fixture_runs(variant):
+        if f"{prefix}panoptic_seg" not in reference:
+            continue
+        expected_info = json.loads(segments_file.read_text())
+        expected_info = expected_info["single"] if not prefix else expected_info["batch2"][index]
+        result = processor.post_process_panoptic_segmentation(outputs)[index]
+        assert len(result["segments_info"]) == len(expected_info), name
+
+        def category_map(segmentation, info, key):
+            categories = torch.full(segmentation.shape, -1, dtype=torch.int64)
+            for segment in info:
+                categories[segmentation == segment["id"]] = segment[key]
+            return categories
+
+        expected = category_map(reference[f"{prefix}panoptic_seg"], expected_info, "category_id")
+        ours = category_map(result["segmentation"], result["segments_info"], "label_id")
+        agreement = (ours == expected).float().mean().item()
+        assert agreement >= 0.999, f"{name}: panoptic categories agree on {agreement:.5f} of pixels"
+        stuff = set(processor.stuff_label_ids)
+        assert [s["label_id"] not in stuff for s in result["segments_info"]] == [s["isthing"] for s in expected_info]
