@@ -582,8 +582,8 @@ def fixture_processor(variant_dir: Path) -> MaskDinoImageProcessor:
     config = yaml.safe_load((variant_dir / "config.yaml").read_text())
     test = config["MODEL"]["MaskDINO"]["TEST"]
     metadata = json.loads((variant_dir / "metadata.json").read_text())
-    # the original sizes the class head by SEMANTIC_ON and SEMANTIC_CE_LOSS (see the fixture README)
-    cross_entropy = bool(config["MODEL"]["MaskDINO"]["SEMANTIC_CE_LOSS"] and test["SEMANTIC_ON"])
+    # the original's inference reads softmax logits when SEMANTIC_ON and SEMANTIC_CE_LOSS and not PANOPTIC_ON
+    cross_entropy = bool(config["MODEL"]["MaskDINO"]["SEMANTIC_CE_LOSS"] and test["SEMANTIC_ON"] and not test["PANOPTIC_ON"])
     return MaskDinoImageProcessor(
         object_mask_threshold=test["OBJECT_MASK_THRESHOLD"],
         overlap_threshold=test["OVERLAP_THRESHOLD"],
