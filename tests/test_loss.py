@@ -402,6 +402,27 @@ def test_forward_with_uneven_and_empty_targets_backpropagates():
     assert all(m[0].tolist() == [] for m in criterion.last_matching["final"])
 
 
+def test_half_precision_outputs_are_matched_and_trained_in_float32():
+    torch.manual_seed(0)
+    criterion = MaskDinoLoss(make_config(num_labels=3))
+    outputs = random_output_set(2, 6, 3)
+    outputs["auxiliary_outputs"] = []
+    outputs["encoder_proposal_outputs"] = None
+    half = {key: value.bfloat16() for key, value in outputs.items() if isinstance(value, torch.Tensor)}
+    rounded = {key: value.float() for key, value in half.items()}
+    targets = random_targets([2, 3], 3)
+    torch.manual_seed(1)
+    half_losses = criterion({**outputs, **half}, targets)
+    half_matching = criterion.last_matching["final"]
+    torch.manual_seed(1)
+    float_losses = criterion({**outputs, **rounded}, targets)
+    for (q1, t1), (q2, t2) in zip(half_matching, criterion.last_matching["final"]):
+        assert torch.equal(q1, q2) and torch.equal(t1, t2)
+    for key, value in half_losses.items():
+        assert value.dtype == torch.float32, key
+        torch.testing.assert_close(value, float_losses[key], rtol=1e-2, atol=1e-2)
+
+
 def test_get_num_masks_clamps():
     criterion = MaskDinoLoss(make_config())
     assert criterion.get_num_masks([{"labels": torch.zeros(0)}], torch.device("cpu")).item() == 1.0

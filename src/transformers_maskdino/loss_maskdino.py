@@ -641,8 +641,9 @@ class MaskDinoLoss(nn.Module):
             # keeps the graph connected (DDP) when no image of the batch has a target
             zero = mask_logits.sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero.clone()}
-        pred_masks = mask_logits[batch_index.to(device), query_index.to(device)][:, None]  # num_pairs, 1, h, w
-        target_masks = self._matched_target_masks(targets, indices, device, pred_masks.dtype)[:, None]
+        # float32: the point coordinates are float32 (grid_sample wants one dtype) and the losses are computed in it
+        pred_masks = mask_logits[batch_index.to(device), query_index.to(device)].float()[:, None]  # num_pairs, 1, h, w
+        target_masks = self._matched_target_masks(targets, indices, device, torch.float32)[:, None]
 
         # No upsampling: points are in normalised coordinates, so predictions (1/4 resolution) and targets (input
         # resolution) are sampled at the same places.
@@ -653,8 +654,8 @@ class MaskDinoLoss(nn.Module):
             point_labels = sample_point(target_masks, point_coordinates, align_corners=False).squeeze(1)
         point_logits = sample_point(pred_masks, point_coordinates, align_corners=False).squeeze(1)
         return {
-            "loss_mask": sigmoid_cross_entropy_loss(point_logits.float(), point_labels.float(), num_masks),
-            "loss_dice": dice_loss(point_logits.float(), point_labels.float(), num_masks),
+            "loss_mask": sigmoid_cross_entropy_loss(point_logits, point_labels, num_masks),
+            "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
 
     @staticmethod
