@@ -284,6 +284,12 @@ def _normalize_target_sizes(target_sizes, batch_size: int) -> list[tuple[int, in
     return sizes
 
 
+def _as_size_list(sizes) -> list[tuple[int, int]] | None:
+    if sizes is None:
+        return None
+    return [(int(height), int(width)) for height, width in torch.as_tensor(sizes).tolist()]
+
+
 def _logit(probability: float) -> float:
     if not 0.0 < probability < 1.0:
         raise ValueError(f"`mask_threshold` is a probability and must be in (0, 1), got {probability}.")
@@ -763,10 +769,8 @@ class MaskDinoImageProcessor(PilBackend):
             "class_logits": class_logits.float(),
             "mask_logits": mask_logits.float(),
             "pred_boxes": None if pred_boxes is None else pred_boxes.float(),
-            "image_sizes": None if image_sizes is None else [tuple(int(v) for v in s) for s in image_sizes.tolist()],
-            "padded_image_sizes": None
-            if padded_image_sizes is None
-            else [tuple(int(v) for v in s) for s in padded_image_sizes.tolist()],
+            "image_sizes": _as_size_list(image_sizes),
+            "padded_image_sizes": _as_size_list(padded_image_sizes),
         }
 
     @staticmethod
