@@ -42,3 +42,73 @@ def test_parser_rejects_unknown_tasks(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["image.png", "--model", "m", "--task", "depth", "--output", "o.png"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from tiny_checkpoint import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny_maskdino_cli"))
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_image") / "image.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("task", ["panoptic", "instance", "semantic", "detection"])
+def test_command_writes_an_overlay_and_a_json_summary(checkpoint, image_path, tmp_path, capsys, task):
+    import json
+
+    from tiny_checkpoint import LABELS
+
+    from transformers_maskdino.cli import main
+
+    output = tmp_path / f"{task}.png"
+    arguments = [str(image_path), "--model", str(checkpoint), "--task", task, "--output", str(output), "--json"]
+    assert main(arguments + (["--threshold", "0.0"] if task != "semantic" else [])) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task"] == task and summary["image_size"] == [50, 70]
+    assert len(summary["segments"]) > 0
+    assert all(segment["label"] in LABELS for segment in summary["segments"])
+    if task in ("instance", "detection"):
+        assert all(len(segment["box"]) == 4 for segment in summary["segments"])
+    if task in ("panoptic", "semantic"):
+        # panoptic and semantic segments partition (part of) the image
+        assert sum(segment["area_fraction"] for segment in summary["segments"]) <= 1.0 + 1e-6
+
+    rendered = np.asarray(Image.open(output).convert("RGB"))
+    assert rendered.shape[0] >= 50 and rendered.shape[1] > 70  # the image plus the legend panel
+    original = np.asarray(Image.open(image_path))
+    assert rendered.std() > 0
+    assert (rendered[:50, :70] != original).any()  # something was drawn on the image
+
+
+def test_command_plain_summary(checkpoint, image_path, tmp_path, capsys):
+    from transformers_maskdino.cli import main
+
+    output = tmp_path / "semantic.jpg"
+    assert main([str(image_path), "--model", str(checkpoint), "--task", "semantic", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("semantic: ") and "area" in printed
+    assert Image.open(output).size[1] >= 50
+
+
+def test_command_reports_unreadable_images(checkpoint, tmp_path, capsys):
+    from transformers_maskdino.cli import main
+
+    missing = tmp_path / "missing.png"
+    assert main([str(missing), "--model", str(checkpoint), "--output", str(tmp_path / "o.png")]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "transformers_maskdino.cli", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and "--task {panoptic,instance,semantic,detection}" in result.stdout
