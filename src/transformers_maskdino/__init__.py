@@ -1,5 +1,42 @@
-"""Mask DINO for Hugging Face Transformers."""
+"""Mask DINO for Hugging Face Transformers.
+
+Importing the package registers its classes with the transformers Auto classes, so that `AutoModel`,
+`AutoModelForUniversalSegmentation`, `AutoModelForImageSegmentation` (used by the image-segmentation pipeline),
+`AutoModelForObjectDetection` and `AutoImageProcessor` resolve `model_type="maskdino"`.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageSegmentation,
+    AutoModelForObjectDetection,
+    AutoModelForUniversalSegmentation,
+)
 
 from .configuration_maskdino import MaskDinoConfig
+from .image_processing_maskdino import MaskDinoImageProcessor
+from .modeling_maskdino import MaskDinoForUniversalSegmentation, MaskDinoModel, MaskDinoPreTrainedModel
 
-__all__ = ["MaskDinoConfig"]
+
+def register() -> None:
+    """Registers the Mask DINO classes with the transformers Auto classes (idempotent)."""
+    AutoConfig.register(MaskDinoConfig.model_type, MaskDinoConfig, exist_ok=True)
+    AutoModel.register(MaskDinoConfig, MaskDinoModel, exist_ok=True)
+    for auto_class in (AutoModelForUniversalSegmentation, AutoModelForImageSegmentation, AutoModelForObjectDetection):
+        auto_class.register(MaskDinoConfig, MaskDinoForUniversalSegmentation, exist_ok=True)
+    AutoImageProcessor.register(
+        MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessor}, exist_ok=True
+    )
+
+
+register()
+
+__all__ = [
+    "MaskDinoConfig",
+    "MaskDinoForUniversalSegmentation",
+    "MaskDinoImageProcessor",
+    "MaskDinoModel",
+    "MaskDinoPreTrainedModel",
+    "register",
+]

@@ -1,0 +1,1376 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""PyTorch Mask DINO model: DINO-style detection with a mask branch, for detection and universal segmentation."""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.backbone_utils import load_backbone
+from transformers.image_transforms import corners_to_center_format
+from transformers.integrations import use_kernel_forward_from_hub
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_maskdino import MaskDinoConfig
+from .loss_maskdino import (
+    MaskDinoLoss,
+    build_denoising_queries,
+    inverse_sigmoid,
+    masks_to_boxes,
+    target_boxes_from_masks,
+)
+from .msda_kernels import multi_scale_deformable_attention_kernel
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Outputs
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MaskDinoPixelDecoderOutput(ModelOutput):
+    r"""
+    mask_features (`torch.FloatTensor` of shape `(batch_size, mask_feature_size, height / 4, width / 4)`):
+        Per-pixel mask embeddings.
+    multi_scale_features (`tuple(torch.FloatTensor)`):
+        Encoder outputs per level, each `(batch_size, feature_size, height_l, width_l)`, in encoder level order.
+    encoder_inputs (`tuple(torch.FloatTensor)`):
+        Projected backbone features (and extra levels) entering the deformable encoder, in encoder level order.
+    fpn_output (`torch.FloatTensor` of shape `(batch_size, feature_size, height / 4, width / 4)`):
+        Output of the FPN path, from which the mask features are projected.
+    encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, feature_size)`):
+        Flattened output of the deformable encoder.
+    encoder_hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        Output of each encoder layer, returned with `output_hidden_states=True`.
+    encoder_attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Deformable attention weights of each encoder layer, `(batch_size, sequence_length, num_heads, num_levels,
+        num_points)`, returned with `output_attentions=True`.
+    """
+
+    mask_features: torch.FloatTensor | None = None
+    multi_scale_features: tuple[torch.FloatTensor, ...] | None = None
+    encoder_inputs: tuple[torch.FloatTensor, ...] | None = None
+    fpn_output: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MaskDinoDecoderOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_queries, hidden_dim)`):
+        Output of the last decoder layer (before the decoder's final LayerNorm).
+    intermediate_hidden_states (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries, hidden_dim)`):
+        Output of every decoder layer after the decoder's final LayerNorm.
+    intermediate_reference_points (`torch.FloatTensor` of shape `(batch_size, decoder_layers + 1, num_queries, 4)`):
+        Sigmoid reference boxes fed to each layer, then the box refined by the last layer.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        Output of each decoder layer, returned with `output_hidden_states=True`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Self-attention weights of each layer, returned with `output_attentions=True`.
+    cross_attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Deformable cross-attention weights of each layer, returned with `output_attentions=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+    intermediate_reference_points: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MaskDinoModelOutput(ModelOutput):
+    r"""
+    class_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_class_logits)`):
+        Class logits of the last decoder layer: sigmoid logits over `num_labels` classes, or softmax logits over
+        `num_labels + 1` (last = "no object") when `config.use_semantic_cross_entropy`.
+    masks_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, height / 4, width / 4)`):
+        Mask logits of the last decoder layer, at the resolution of the mask features (1/4 of the padded input).
+    pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_queries, 4)`):
+        Sigmoid (center_x, center_y, width, height) boxes of the last decoder layer, relative to the padded input.
+    auxiliary_outputs (`list[dict]`):
+        Predictions before the last layer, earliest first: the initial prediction from the selected queries (when
+        `config.initial_prediction`), then every decoder layer but the last. Each dict has `class_queries_logits`,
+        `masks_queries_logits` (`None` in eval mode: the original predicts intermediate masks only in training) and
+        `pred_boxes`.
+    encoder_proposal_outputs (`dict`, *optional*):
+        With query selection (`config.init_queries_from_encoder`): `class_queries_logits`, `masks_queries_logits`
+        and `pred_boxes` of the top-`num_queries` encoder tokens.
+    denoising_outputs (`dict`, *optional*):
+        In training with denoising: the predictions of the denoising queries, with the same keys as above plus their
+        own `auxiliary_outputs`.
+    denoising_meta_values (`dict`, *optional*):
+        In training with denoising: the group layout from `build_denoising_queries`.
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_queries, hidden_dim)`):
+        Output of the last decoder layer after the decoder's final LayerNorm.
+    intermediate_hidden_states (`torch.FloatTensor` of shape `(batch_size, decoder_layers, num_queries, hidden_dim)`):
+        Output of every decoder layer after the final LayerNorm.
+    intermediate_reference_points (`torch.FloatTensor` of shape `(batch_size, decoder_layers + 1, num_queries, 4)`):
+        Reference boxes fed to each decoder layer, then the box refined by the last one.
+    encoder_class_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_class_logits)`, *optional*):
+        With query selection: class logits of every encoder token, in the decoder's level order.
+    encoder_topk_indices (`torch.LongTensor` of shape `(batch_size, num_queries)`, *optional*):
+        With query selection: indices of the selected encoder tokens.
+    mask_features (`torch.FloatTensor` of shape `(batch_size, mask_feature_size, height / 4, width / 4)`):
+        Per-pixel mask embeddings of the pixel decoder.
+    multi_scale_features (`tuple(torch.FloatTensor)`):
+        Pixel-decoder encoder outputs per level, in encoder level order.
+    backbone_features (`tuple(torch.FloatTensor)`):
+        Backbone feature maps, one per backbone `out_features` entry.
+    encoder_inputs (`tuple(torch.FloatTensor)`):
+        Inputs of the deformable encoder per level, in encoder level order.
+    fpn_output (`torch.FloatTensor`):
+        FPN output at stride `common_stride`.
+    encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, feature_size)`):
+        Flattened output of the deformable encoder.
+    encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions, cross_attentions (`tuple`, *optional*):
+        Per-layer states and attention weights, returned with `output_hidden_states` / `output_attentions`.
+    """
+
+    class_queries_logits: torch.FloatTensor | None = None
+    masks_queries_logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    auxiliary_outputs: list[dict] | None = None
+    encoder_proposal_outputs: dict | None = None
+    denoising_outputs: dict | None = None
+    denoising_meta_values: dict | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+    intermediate_reference_points: torch.FloatTensor | None = None
+    encoder_class_logits: torch.FloatTensor | None = None
+    encoder_topk_indices: torch.LongTensor | None = None
+    mask_features: torch.FloatTensor | None = None
+    multi_scale_features: tuple[torch.FloatTensor, ...] | None = None
+    backbone_features: tuple[torch.FloatTensor, ...] | None = None
+    encoder_inputs: tuple[torch.FloatTensor, ...] | None = None
+    fpn_output: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class MaskDinoForUniversalSegmentationOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*):
+        Weighted sum of `loss_dict`, returned when `mask_labels` and `class_labels` are given.
+    loss_dict (`dict[str, torch.FloatTensor]`, *optional*):
+        The weighted losses under the original's keys (`loss_ce`, `loss_mask`, `loss_dice`, `loss_bbox`,
+        `loss_giou`, with `_{i}`, `_interm` and `_dn` suffixes).
+    class_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_class_logits)`):
+        Class logits of the last layer (sigmoid over `num_labels`, or softmax over `num_labels + 1` with semantic
+        cross-entropy).
+    masks_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, height / 4, width / 4)`):
+        Mask logits of the last layer.
+    pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_queries, 4)`):
+        Sigmoid (center_x, center_y, width, height) boxes relative to the padded input.
+    image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
+        Valid (height, width) of each image in input pixels, from `pixel_mask` (the padded size without one).
+    padded_image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
+        (height, width) of the padded input, repeated per image.
+    auxiliary_outputs, encoder_proposal_outputs, denoising_outputs, denoising_meta_values:
+        As in [`MaskDinoModelOutput`].
+    last_hidden_state, intermediate_hidden_states, intermediate_reference_points, encoder_class_logits,
+    encoder_topk_indices, mask_features, multi_scale_features, backbone_features, encoder_inputs, fpn_output,
+    encoder_last_hidden_state, encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions,
+    cross_attentions:
+        As in [`MaskDinoModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_dict: dict[str, torch.FloatTensor] | None = None
+    class_queries_logits: torch.FloatTensor | None = None
+    masks_queries_logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+    image_sizes: torch.LongTensor | None = None
+    padded_image_sizes: torch.LongTensor | None = None
+    auxiliary_outputs: list[dict] | None = None
+    encoder_proposal_outputs: dict | None = None
+    denoising_outputs: dict | None = None
+    denoising_meta_values: dict | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+    intermediate_hidden_states: torch.FloatTensor | None = None
+    intermediate_reference_points: torch.FloatTensor | None = None
+    encoder_class_logits: torch.FloatTensor | None = None
+    encoder_topk_indices: torch.LongTensor | None = None
+    mask_features: torch.FloatTensor | None = None
+    multi_scale_features: tuple[torch.FloatTensor, ...] | None = None
+    backbone_features: tuple[torch.FloatTensor, ...] | None = None
+    encoder_inputs: tuple[torch.FloatTensor, ...] | None = None
+    fpn_output: torch.FloatTensor | None = None
+    encoder_last_hidden_state: torch.FloatTensor | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Attention and small blocks
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@use_kernel_forward_from_hub("MultiScaleDeformableAttention")
+class MultiScaleDeformableAttention(nn.Module):
+    """Stateless multi-scale deformable attention: compiled kernel when available, else bilinear `grid_sample`."""
+
+    def forward(
+        self,
+        value: Tensor,
+        value_spatial_shapes: Tensor,
+        value_spatial_shapes_list: list[tuple],
+        level_start_index: Tensor,
+        sampling_locations: Tensor,
+        attention_weights: Tensor,
+        im2col_step: int,
+    ):
+        kernel_output = multi_scale_deformable_attention_kernel(
+            value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step
+        )
+        if kernel_output is not None:
+            return kernel_output
+
+        batch_size, _, num_heads, head_dim = value.shape
+        _, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
+        value_list = value.split([height * width for height, width in value_spatial_shapes_list], dim=1)
+        sampling_grids = 2 * sampling_locations - 1
+        sampling_value_list = []
+        for level_id, (height, width) in enumerate(value_spatial_shapes_list):
+            # batch_size, height*width, num_heads, head_dim -> batch_size*num_heads, head_dim, height, width
+            value_l = value_list[level_id].flatten(2).transpose(1, 2).reshape(batch_size * num_heads, head_dim, height, width)
+            # batch_size, num_queries, num_heads, num_points, 2 -> batch_size*num_heads, num_queries, num_points, 2
+            sampling_grid_l = sampling_grids[:, :, :, level_id].transpose(1, 2).flatten(0, 1)
+            # batch_size*num_heads, head_dim, num_queries, num_points
+            sampling_value_list.append(
+                F.grid_sample(value_l, sampling_grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
+            )
+        # batch_size, num_queries, num_heads, num_levels, num_points -> batch_size*num_heads, 1, num_queries, levels*points
+        attention_weights = attention_weights.transpose(1, 2).reshape(
+            batch_size * num_heads, 1, num_queries, num_levels * num_points
+        )
+        output = (
+            (torch.stack(sampling_value_list, dim=-2).flatten(-2) * attention_weights)
+            .sum(-1)
+            .view(batch_size, num_heads * head_dim, num_queries)
+        )
+        return output.transpose(1, 2).contiguous()
+
+
+class MaskDinoFrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters, all held as buffers (detectron2's `FrozenBN`)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Buffer(torch.ones(num_features))
+        self.bias = nn.Buffer(torch.zeros(num_features))
+        self.running_mean = nn.Buffer(torch.zeros(num_features))
+        self.running_var = nn.Buffer(torch.ones(num_features))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints of trainable BatchNorm carry a counter that frozen statistics have no use for
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return hidden_states * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+
+def replace_batch_norm(module: nn.Module) -> None:
+    """Recursively replaces every `nn.BatchNorm2d` of `module` by a `MaskDinoFrozenBatchNorm2d` with its values."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = MaskDinoFrozenBatchNorm2d(child.num_features, eps=child.eps)
+            if child.weight.device != torch.device("meta"):
+                with torch.no_grad():
+                    frozen.weight.copy_(child.weight)
+                    frozen.bias.copy_(child.bias)
+                    frozen.running_mean.copy_(child.running_mean)
+                    frozen.running_var.copy_(child.running_var)
+            module._modules[name] = frozen
+        else:
+            replace_batch_norm(child)
+
+
+def sine_position_embedding_2d(
+    batch_size: int, height: int, width: int, num_pos_feats: int, device, dtype, temperature: float = 10000.0
+) -> Tensor:
+    """
+    Normalised 2D sine position embedding of an unmasked `height x width` grid, `(batch_size, 2 * num_pos_feats,
+    height, width)`, y features first. Padding is not masked: the original embeds the padded grid as if it were image.
+    """
+    scale = 2 * math.pi
+    eps = 1e-6
+    y_embed = torch.arange(1, height + 1, device=device, dtype=torch.float32)[:, None].expand(height, width)
+    x_embed = torch.arange(1, width + 1, device=device, dtype=torch.float32)[None, :].expand(height, width)
+    y_embed = y_embed / (height + eps) * scale
+    x_embed = x_embed / (width + eps) * scale
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_pos_feats)
+    pos_x = x_embed[:, :, None] / dim_t
+    pos_y = y_embed[:, :, None] / dim_t
+    pos_x = torch.stack((pos_x[:, :, 0::2].sin(), pos_x[:, :, 1::2].cos()), dim=3).flatten(2)
+    pos_y = torch.stack((pos_y[:, :, 0::2].sin(), pos_y[:, :, 1::2].cos()), dim=3).flatten(2)
+    pos = torch.cat((pos_y, pos_x), dim=2).permute(2, 0, 1)
+    return pos.to(dtype)[None].expand(batch_size, -1, -1, -1)
+
+
+def box_sine_embedding(boxes: Tensor, num_pos_feats: int, temperature: float = 10000.0) -> Tensor:
+    """
+    Sine embedding of (cx, cy, w, h) boxes in [0, 1]: `num_pos_feats` features per coordinate, ordered (y, x, w, h).
+
+    Args:
+        boxes (`torch.Tensor` of shape `(batch_size, num_queries, 4)`)
+
+    Returns:
+        `torch.Tensor` of shape `(batch_size, num_queries, 4 * num_pos_feats)`.
+    """
+    scale = 2 * math.pi
+    dim_t = torch.arange(num_pos_feats, dtype=torch.float32, device=boxes.device)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_pos_feats)
+    embeddings = []
+    for coordinate in (1, 0, 2, 3):
+        pos = boxes[:, :, coordinate, None] * scale / dim_t
+        embeddings.append(torch.stack((pos[:, :, 0::2].sin(), pos[:, :, 1::2].cos()), dim=3).flatten(2))
+    return torch.cat(embeddings, dim=2)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Unpack[TransformersKwargs],
+):
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class MaskDinoSelfAttention(nn.Module):
+    """Multi-head self-attention of the decoder queries; position embeddings are added to queries and keys only."""
+
+    def __init__(self, config: MaskDinoConfig, hidden_size: int, num_attention_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.config = config
+        self.head_dim = hidden_size // num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = dropout
+        self.is_causal = False
+        self.q_proj = nn.Linear(hidden_size, hidden_size)
+        self.k_proj = nn.Linear(hidden_size, hidden_size)
+        self.v_proj = nn.Linear(hidden_size, hidden_size)
+        self.o_proj = nn.Linear(hidden_size, hidden_size)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        attention_mask: Tensor | None = None,
+        position_embeddings: Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[Tensor, Tensor]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query_key_input = hidden_states + position_embeddings if position_embeddings is not None else hidden_states
+        query_states = self.q_proj(query_key_input).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(query_key_input).view(hidden_shape).transpose(1, 2)
+        value_states = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.o_proj(attn_output.reshape(*input_shape, -1).contiguous())
+        return attn_output, attn_weights
+
+
+class MaskDinoMultiscaleDeformableAttention(nn.Module):
+    """Multi-scale deformable attention (Deformable DETR), used by the pixel-decoder encoder and the decoder."""
+
+    def __init__(self, embed_dim: int, num_heads: int, num_levels: int, num_points: int):
+        super().__init__()
+        if embed_dim % num_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads}).")
+        self.im2col_step = 64
+        self.d_model = embed_dim
+        self.n_levels = num_levels
+        self.n_heads = num_heads
+        self.n_points = num_points
+        self.attn = MultiScaleDeformableAttention()
+        self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(embed_dim, embed_dim)
+        self.output_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        encoder_hidden_states: Tensor,
+        position_embeddings: Tensor | None = None,
+        reference_points: Tensor | None = None,
+        spatial_shapes: Tensor | None = None,
+        spatial_shapes_list: list[tuple[int, int]] | None = None,
+        level_start_index: Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[Tensor, Tensor]:
+        if position_embeddings is not None:
+            hidden_states = hidden_states + position_embeddings
+        batch_size, num_queries, _ = hidden_states.shape
+        _, sequence_length, _ = encoder_hidden_states.shape
+
+        value = self.value_proj(encoder_hidden_states)
+        value = value.view(batch_size, sequence_length, self.n_heads, self.d_model // self.n_heads)
+        # batch_size, num_queries, n_heads, n_levels, n_points, 2
+        sampling_offsets = self.sampling_offsets(hidden_states).view(
+            batch_size, num_queries, self.n_heads, self.n_levels, self.n_points, 2
+        )
+        attention_weights = self.attention_weights(hidden_states).view(
+            batch_size, num_queries, self.n_heads, self.n_levels * self.n_points
+        )
+        attention_weights = F.softmax(attention_weights, -1).view(
+            batch_size, num_queries, self.n_heads, self.n_levels, self.n_points
+        )
+        num_coordinates = reference_points.shape[-1]
+        if num_coordinates == 2:
+            offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
+            sampling_locations = (
+                reference_points[:, :, None, :, None, :]
+                + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
+            )
+        elif num_coordinates == 4:
+            sampling_locations = (
+                reference_points[:, :, None, :, None, :2]
+                + sampling_offsets / self.n_points * reference_points[:, :, None, :, None, 2:] * 0.5
+            )
+        else:
+            raise ValueError(
+                f"reference_points must end with 2 (x, y) or 4 (cx, cy, w, h) coordinates, got {num_coordinates}."
+            )
+        output = self.attn(
+            value,
+            spatial_shapes,
+            spatial_shapes_list,
+            level_start_index,
+            sampling_locations,
+            attention_weights,
+            self.im2col_step,
+        )
+        return self.output_proj(output), attention_weights
+
+
+class MaskDinoMLP(nn.Module):
+    """Feed-forward block of the encoder and decoder layers."""
+
+    def __init__(self, config: MaskDinoConfig, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(hidden_size, intermediate_size)
+        self.fc2 = nn.Linear(intermediate_size, hidden_size)
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.dropout = config.dropout
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        hidden_states = self.activation_fn(self.fc1(hidden_states))
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = self.fc2(hidden_states)
+        return nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+
+
+class MaskDinoMLPPredictionHead(nn.Module):
+    """A small MLP (ReLU between layers) used for boxes, mask embeddings and the query position head."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip(dims, dims[1:] + [output_dim]))
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            hidden_states = layer(hidden_states)
+            if i < len(self.layers) - 1:
+                hidden_states = F.relu(hidden_states)
+        return hidden_states
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class MaskDinoPixelDecoderEncoderLayer(GradientCheckpointingLayer):
+    """Post-norm deformable self-attention layer of the pixel decoder."""
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__()
+        self.self_attn = MaskDinoMultiscaleDeformableAttention(
+            config.feature_size, config.encoder_attention_heads, config.num_feature_levels, config.encoder_n_points
+        )
+        self.self_attn_layer_norm = nn.LayerNorm(config.feature_size)
+        self.mlp = MaskDinoMLP(config, config.feature_size, config.encoder_ffn_dim)
+        self.final_layer_norm = nn.LayerNorm(config.feature_size)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        position_embeddings: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Tensor,
+        spatial_shapes_list: list[tuple[int, int]],
+        level_start_index: Tensor,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Tensor:
+        residual = hidden_states
+        hidden_states, _ = self.self_attn(
+            hidden_states,
+            hidden_states,
+            position_embeddings=position_embeddings,
+            reference_points=reference_points,
+            spatial_shapes=spatial_shapes,
+            spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index,
+            **kwargs,
+        )
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = self.self_attn_layer_norm(residual + hidden_states)
+        hidden_states = self.final_layer_norm(hidden_states + self.mlp(hidden_states))
+        return hidden_states
+
+
+class MaskDinoDecoderLayer(GradientCheckpointingLayer):
+    """Decoder layer: post-norm self-attention, deformable cross-attention to the encoder tokens, feed-forward."""
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__()
+        self.self_attn = MaskDinoSelfAttention(
+            config, config.hidden_dim, config.decoder_attention_heads, dropout=config.dropout
+        )
+        self.self_attn_layer_norm = nn.LayerNorm(config.hidden_dim)
+        self.encoder_attn = MaskDinoMultiscaleDeformableAttention(
+            config.hidden_dim, config.decoder_attention_heads, config.num_feature_levels, config.decoder_n_points
+        )
+        self.encoder_attn_layer_norm = nn.LayerNorm(config.hidden_dim)
+        self.mlp = MaskDinoMLP(config, config.hidden_dim, config.decoder_ffn_dim)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_dim)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        hidden_states: Tensor,
+        query_position_embeddings: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Tensor,
+        spatial_shapes_list: list[tuple[int, int]],
+        level_start_index: Tensor,
+        encoder_hidden_states: Tensor,
+        self_attention_mask: Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> Tensor:
+        residual = hidden_states
+        hidden_states, _ = self.self_attn(
+            hidden_states, attention_mask=self_attention_mask, position_embeddings=query_position_embeddings, **kwargs
+        )
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = self.self_attn_layer_norm(residual + hidden_states)
+
+        residual = hidden_states
+        hidden_states, _ = self.encoder_attn(
+            hidden_states,
+            encoder_hidden_states,
+            position_embeddings=query_position_embeddings,
+            reference_points=reference_points,
+            spatial_shapes=spatial_shapes,
+            spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index,
+            **kwargs,
+        )
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        hidden_states = self.encoder_attn_layer_norm(residual + hidden_states)
+        hidden_states = self.final_layer_norm(hidden_states + self.mlp(hidden_states))
+        return hidden_states
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pretrained base
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def sampling_offsets_grid_init(num_heads: int, num_levels: int, num_points: int) -> Tensor:
+    """Deformable DETR's initial sampling offsets: one direction per head, at distances 1..num_points."""
+    thetas = torch.arange(num_heads, dtype=torch.float32) * (2.0 * math.pi / num_heads)
+    grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+    grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(num_heads, 1, 1, 2).repeat(1, num_levels, num_points, 1)
+    grid = grid * torch.arange(1, num_points + 1, dtype=torch.float32).view(1, 1, num_points, 1)
+    return grid.view(-1)
+
+
+class MaskDinoPreTrainedModel(PreTrainedModel):
+    config: MaskDinoConfig
+    base_model_prefix = "model"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = [r"MaskDinoPixelDecoderEncoderLayer", r"MaskDinoDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _keys_to_ignore_on_load_unexpected = [r"num_batches_tracked"]
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, MaskDinoMultiscaleDeformableAttention):
+            init.constant_(module.sampling_offsets.weight, 0.0)
+            init.copy_(
+                module.sampling_offsets.bias,
+                sampling_offsets_grid_init(module.n_heads, module.n_levels, module.n_points),
+            )
+            init.constant_(module.attention_weights.weight, 0.0)
+            init.constant_(module.attention_weights.bias, 0.0)
+            init.xavier_uniform_(module.value_proj.weight)
+            init.constant_(module.value_proj.bias, 0.0)
+            init.xavier_uniform_(module.output_proj.weight)
+            init.constant_(module.output_proj.bias, 0.0)
+        elif isinstance(module, MaskDinoFrozenBatchNorm2d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            init.zeros_(module.running_mean)
+            init.ones_(module.running_var)
+        elif isinstance(module, MaskDinoPixelDecoder):
+            init.normal_(module.level_embed)
+            for projection in module.input_projections:
+                init.xavier_uniform_(projection[0].weight)
+                init.constant_(projection[0].bias, 0.0)
+        elif isinstance(module, MaskDinoDecoder):
+            # the box head starts at zero so that the first refinement keeps the anchors
+            init.constant_(module.bbox_embed.layers[-1].weight, 0.0)
+            init.constant_(module.bbox_embed.layers[-1].bias, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Stacks
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def stage_stride(stage_name: str) -> int:
+    """Stride of a transformers backbone stage (`stem`/`stage1` 4, `stage2` 8, ...), as ResNet and Swin define them."""
+    if stage_name == "stem":
+        return 4
+    if not stage_name.startswith("stage") or not stage_name[5:].isdigit():
+        raise ValueError(f"Cannot infer the stride of backbone stage {stage_name!r}: expected 'stem' or 'stageN'.")
+    return 2 ** (int(stage_name[5:]) + 1)
+
+
+class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
+    """Stack of deformable encoder layers over the flattened multi-scale features."""
+
+    _can_record_outputs = {
+        "hidden_states": MaskDinoPixelDecoderEncoderLayer,
+        "attentions": OutputRecorder(MaskDinoMultiscaleDeformableAttention, layer_name="self_attn", index=1),
+    }
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList([MaskDinoPixelDecoderEncoderLayer(config) for _ in range(config.encoder_layers)])
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        inputs_embeds: Tensor,
+        position_embeddings: Tensor,
+        spatial_shapes: Tensor,
+        spatial_shapes_list: list[tuple[int, int]],
+        level_start_index: Tensor,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskDinoDecoderOutput:
+        r"""
+        Args:
+            inputs_embeds (`torch.Tensor` of shape `(batch_size, sequence_length, feature_size)`):
+                Flattened multi-scale features, levels in encoder order.
+            position_embeddings (`torch.Tensor` of shape `(batch_size, sequence_length, feature_size)`):
+                Sine position embeddings plus level embeddings.
+            spatial_shapes (`torch.LongTensor` of shape `(num_levels, 2)`), spatial_shapes_list (`list`):
+                (height, width) of each level.
+            level_start_index (`torch.LongTensor` of shape `(num_levels,)`):
+                Start of each level in the sequence.
+        """
+        reference_points = self.get_reference_points(spatial_shapes_list, inputs_embeds.device, inputs_embeds.dtype)
+        reference_points = reference_points.expand(inputs_embeds.shape[0], -1, len(spatial_shapes_list), -1)
+        hidden_states = inputs_embeds
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                position_embeddings,
+                reference_points,
+                spatial_shapes,
+                spatial_shapes_list,
+                level_start_index,
+                **kwargs,
+            )
+        return MaskDinoDecoderOutput(last_hidden_state=hidden_states)
+
+    @staticmethod
+    def get_reference_points(spatial_shapes_list, device, dtype) -> Tensor:
+        """Pixel centres of every level, normalised by the (padded) level size: `(1, sequence_length, 1, 2)`."""
+        points = []
+        for height, width in spatial_shapes_list:
+            ref_y, ref_x = torch.meshgrid(
+                torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device) / height,
+                torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device) / width,
+                indexing="ij",
+            )
+            points.append(torch.stack((ref_x.reshape(-1), ref_y.reshape(-1)), -1))
+        return torch.cat(points, 0)[None, :, None].to(dtype)
+
+
+class MaskDinoPixelDecoder(nn.Module):
+    """
+    Multi-scale deformable encoder over the backbone features (plus extra stride-2 levels), followed by an FPN path to
+    the stride-`common_stride` mask features.
+    """
+
+    def __init__(self, config: MaskDinoConfig, backbone_channels: dict[str, int]):
+        super().__init__()
+        self.config = config
+        # backbone levels from high to low resolution
+        self.encoder_in_features = sorted(config.encoder_in_features, key=stage_stride)
+        self.num_extra_levels = config.num_feature_levels - len(self.encoder_in_features)
+        self.low_resolution_first = config.encoder_low_resolution_first
+        feature_size = config.feature_size
+
+        projections = [
+            nn.Sequential(nn.Conv2d(backbone_channels[name], feature_size, kernel_size=1), nn.GroupNorm(32, feature_size))
+            for name in self.encoder_in_features
+        ]
+        in_channels = backbone_channels[self.encoder_in_features[-1]]
+        for _ in range(self.num_extra_levels):
+            projections.append(
+                nn.Sequential(
+                    nn.Conv2d(in_channels, feature_size, kernel_size=3, stride=2, padding=1),
+                    nn.GroupNorm(32, feature_size),
+                )
+            )
+            in_channels = feature_size
+        # backbone levels (high to low resolution), then extra levels (each from the previous one)
+        self.input_projections = nn.ModuleList(projections)
+        self.level_embed = nn.Parameter(torch.empty(config.num_feature_levels, feature_size))
+        self.encoder = MaskDinoPixelDecoderEncoder(config)
+
+        # FPN levels: the highest-resolution backbone stages between the encoder and the mask stride
+        min_encoder_stride = stage_stride(self.encoder_in_features[0])
+        num_fpn_levels = max(int(math.log2(min_encoder_stride) - math.log2(config.common_stride)), 1)
+        all_stages = sorted(backbone_channels, key=stage_stride)
+        # applied top-down: lowest resolution first
+        self.fpn_features = all_stages[:num_fpn_levels][::-1]
+        self.lateral_convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(backbone_channels[name], feature_size, kernel_size=1, bias=False),
+                nn.GroupNorm(32, feature_size),
+            )
+            for name in self.fpn_features
+        )
+        self.output_convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(feature_size, feature_size, kernel_size=3, padding=1, bias=False),
+                nn.GroupNorm(32, feature_size),
+                nn.ReLU(),
+            )
+            for _ in self.fpn_features
+        )
+        self.mask_projection = nn.Conv2d(feature_size, config.mask_feature_size, kernel_size=1)
+
+    def forward(self, features: dict[str, Tensor], **kwargs: Unpack[TransformersKwargs]) -> MaskDinoPixelDecoderOutput:
+        num_backbone_levels = len(self.encoder_in_features)
+        levels = [self.input_projections[i](features[name]) for i, name in enumerate(self.encoder_in_features)]
+        extra_input = features[self.encoder_in_features[-1]]
+        for i in range(self.num_extra_levels):
+            extra_input = self.input_projections[num_backbone_levels + i](extra_input)
+            levels.append(extra_input)
+        if self.low_resolution_first:
+            levels = levels[::-1]
+
+        batch_size = levels[0].shape[0]
+        spatial_shapes_list = [tuple(level.shape[-2:]) for level in levels]
+        inputs_embeds = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], 1)
+        position_embeddings = torch.cat(
+            [
+                sine_position_embedding_2d(
+                    batch_size, height, width, self.config.feature_size // 2, inputs_embeds.device, inputs_embeds.dtype
+                ).flatten(2).transpose(1, 2)
+                + self.level_embed[i].view(1, 1, -1)
+                for i, (height, width) in enumerate(spatial_shapes_list)
+            ],
+            1,
+        )
+        spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=inputs_embeds.device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        encoder_outputs = self.encoder(
+            inputs_embeds=inputs_embeds,
+            position_embeddings=position_embeddings,
+            spatial_shapes=spatial_shapes,
+            spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index,
+            **kwargs,
+        )
+        sequence = encoder_outputs.last_hidden_state
+        outputs = [
+            chunk.transpose(1, 2).reshape(batch_size, -1, height, width)
+            for chunk, (height, width) in zip(
+                sequence.split([h * w for h, w in spatial_shapes_list], dim=1), spatial_shapes_list
+            )
+        ]
+        multi_scale_features = tuple(outputs)
+
+        for name, lateral_conv, output_conv in zip(self.fpn_features, self.lateral_convs, self.output_convs):
+            lateral = lateral_conv(features[name])
+            # The original upsamples `out[0]` (low2high) or `out[-1]` (high2low) of a list it keeps appending FPN
+            # outputs to: the highest-resolution encoder level, or in high2low order the previous FPN output.
+            coarser = outputs[-1] if self.low_resolution_first else outputs[0]
+            upsampled = F.interpolate(coarser, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            outputs.append(output_conv(lateral + upsampled))
+
+        return MaskDinoPixelDecoderOutput(
+            mask_features=self.mask_projection(outputs[-1]),
+            multi_scale_features=multi_scale_features,
+            encoder_inputs=tuple(levels),
+            fpn_output=outputs[-1],
+            encoder_last_hidden_state=sequence,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class MaskDinoDecoder(MaskDinoPreTrainedModel):
+    """
+    Deformable decoder with iterative box refinement, and the prediction heads shared by every layer, the initial
+    queries and the encoder proposals (one box head, one class head, one mask-embedding head, one final LayerNorm).
+    """
+
+    _can_record_outputs = {
+        "hidden_states": MaskDinoDecoderLayer,
+        "attentions": OutputRecorder(MaskDinoSelfAttention, layer_name="self_attn", index=1),
+        "cross_attentions": OutputRecorder(MaskDinoMultiscaleDeformableAttention, layer_name="encoder_attn", index=1),
+    }
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__(config)
+        hidden_dim = config.hidden_dim
+        self.layers = nn.ModuleList([MaskDinoDecoderLayer(config) for _ in range(config.decoder_layers)])
+        self.query_position_head = MaskDinoMLPPredictionHead(2 * hidden_dim, hidden_dim, hidden_dim, 2)
+        self.layernorm = nn.LayerNorm(hidden_dim)
+        self.class_embed = nn.Linear(hidden_dim, config.num_class_logits)
+        self.mask_embed = MaskDinoMLPPredictionHead(hidden_dim, hidden_dim, config.mask_feature_size, 3)
+        self.bbox_embed = MaskDinoMLPPredictionHead(hidden_dim, hidden_dim, 4, 3)
+        self.post_init()
+
+    def predict(self, queries: Tensor, mask_features: Tensor, predict_masks: bool = True):
+        """Class logits and (optionally) mask logits of `queries` (batch_size, num_queries, hidden_dim)."""
+        normed = self.layernorm(queries)
+        class_logits = self.class_embed(normed)
+        mask_logits = None
+        if predict_masks:
+            mask_logits = torch.einsum("bqc,bchw->bqhw", self.mask_embed(normed), mask_features)
+        return class_logits, mask_logits
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        inputs_embeds: Tensor,
+        reference_points: Tensor,
+        encoder_hidden_states: Tensor,
+        spatial_shapes: Tensor,
+        spatial_shapes_list: list[tuple[int, int]],
+        level_start_index: Tensor,
+        self_attention_mask: Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskDinoDecoderOutput:
+        r"""
+        Args:
+            inputs_embeds (`torch.Tensor` of shape `(batch_size, num_queries, hidden_dim)`):
+                Content queries (denoising queries first when present).
+            reference_points (`torch.Tensor` of shape `(batch_size, num_queries, 4)`):
+                Sigmoid anchor boxes (center_x, center_y, width, height).
+            encoder_hidden_states (`torch.Tensor` of shape `(batch_size, sequence_length, hidden_dim)`):
+                Projected encoder tokens, levels in decoder order.
+            spatial_shapes (`torch.LongTensor` of shape `(num_levels, 2)`), spatial_shapes_list (`list`):
+                (height, width) of each level, decoder order.
+            level_start_index (`torch.LongTensor` of shape `(num_levels,)`):
+                Start of each level in `encoder_hidden_states`.
+            self_attention_mask (`torch.Tensor` of shape `(1, 1, num_queries, num_queries)`, *optional*):
+                Additive mask (0 or -inf) keeping denoising groups and matching queries apart.
+        """
+        num_levels = len(spatial_shapes_list)
+        hidden_states = inputs_embeds
+        intermediate = []
+        references = [reference_points]
+        for layer in self.layers:
+            # valid ratios are all 1: the original never masks padding
+            level_reference_points = reference_points[:, :, None].expand(-1, -1, num_levels, -1)
+            query_position_embeddings = self.query_position_head(
+                box_sine_embedding(reference_points, self.config.hidden_dim // 2).to(hidden_states.dtype)
+            )
+            hidden_states = layer(
+                hidden_states,
+                query_position_embeddings,
+                level_reference_points,
+                spatial_shapes,
+                spatial_shapes_list,
+                level_start_index,
+                encoder_hidden_states,  # as a positional argument for gradient checkpointing
+                self_attention_mask,
+                **kwargs,
+            )
+            # Refinement uses the layer output before the final LayerNorm, as the original does
+            new_reference_points = (self.bbox_embed(hidden_states) + inverse_sigmoid(reference_points)).sigmoid()
+            references.append(new_reference_points)
+            reference_points = new_reference_points.detach()
+            intermediate.append(self.layernorm(hidden_states))
+
+        return MaskDinoDecoderOutput(
+            last_hidden_state=hidden_states,
+            intermediate_hidden_states=torch.stack(intermediate, dim=1),
+            intermediate_reference_points=torch.stack(references, dim=1),
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype) -> tuple[Tensor, Tensor]:
+    """
+    Unsigmoided proposal boxes of every encoder token (decoder level order): the token's pixel centre, with width and
+    height `0.05 * 2**level`. Proposals not strictly inside (0.01, 0.99) are invalid and get `+inf`.
+
+    Returns:
+        proposals `(batch_size, sequence_length, 4)` and the validity mask `(batch_size, sequence_length, 1)`.
+    """
+    proposals = []
+    for level, (height, width) in enumerate(spatial_shapes_list):
+        grid_y, grid_x = torch.meshgrid(
+            torch.linspace(0, height - 1, height, dtype=torch.float32, device=device),
+            torch.linspace(0, width - 1, width, dtype=torch.float32, device=device),
+            indexing="ij",
+        )
+        grid = torch.stack([(grid_x + 0.5) / width, (grid_y + 0.5) / height], -1)
+        size = torch.full_like(grid, 0.05 * (2.0**level))
+        proposals.append(torch.cat((grid, size), -1).view(-1, 4))
+    proposals = torch.cat(proposals, 0)[None].expand(batch_size, -1, -1)
+    valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
+    proposals = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float("inf"))
+    return proposals.to(dtype), valid
+
+
+def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
+    """
+    Anchor boxes (normalised cx, cy, w, h) of the masks `mask_logits > 0`, with the original's two conventions:
+    `"bitmask"` covers the last pixel (`max + 1`) and gives zero boxes for empty masks; `"mask2box"` uses the
+    inclusive `max` and a 1e8 sentinel minimum for empty masks (kept for parity with released checkpoints).
+    """
+    batch_size, num_queries, height, width = mask_logits.shape
+    masks = mask_logits.flatten(0, 1) > 0
+    if box_init == "bitmask":
+        boxes = masks_to_boxes(masks)
+    else:
+        y = torch.arange(height, dtype=torch.float32, device=masks.device)[:, None].expand(height, width)
+        x = torch.arange(width, dtype=torch.float32, device=masks.device)[None, :].expand(height, width)
+        x_masked = masks * x
+        y_masked = masks * y
+        boxes = torch.stack(
+            [
+                x_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+                y_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+                x_masked.flatten(1).max(-1)[0],
+                y_masked.flatten(1).max(-1)[0],
+            ],
+            1,
+        )
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    return (corners_to_center_format(boxes) / scale).reshape(batch_size, num_queries, 4)
+
+
+class MaskDinoModel(MaskDinoPreTrainedModel):
+    """
+    Backbone, pixel decoder and decoder of Mask DINO. The prediction heads live in the decoder because query
+    selection and mask-enhanced anchors need them before the first decoder layer.
+    """
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__(config)
+        self.backbone = load_backbone(config)
+        if config.freeze_backbone_batch_norm:
+            replace_batch_norm(self.backbone)
+        backbone_channels = dict(zip(self.backbone.out_features, self.backbone.channels))
+        self.pixel_decoder = MaskDinoPixelDecoder(config, backbone_channels)
+
+        hidden_dim = config.hidden_dim
+        needs_projection = config.feature_size != hidden_dim or config.enforce_input_projection
+        # one per encoder level, indexed in encoder level order
+        self.input_projections = nn.ModuleList(
+            nn.Conv2d(config.feature_size, hidden_dim, kernel_size=1) if needs_projection else nn.Identity()
+            for _ in range(config.num_feature_levels)
+        )
+        if config.init_queries_from_encoder:
+            self.encoder_output_projection = nn.Linear(hidden_dim, hidden_dim)
+            self.encoder_output_layernorm = nn.LayerNorm(hidden_dim)
+        if not config.init_queries_from_encoder or config.learnable_query_content:
+            self.query_content_embeddings = nn.Embedding(config.num_queries, hidden_dim)
+        if not config.init_queries_from_encoder:
+            self.query_anchor_embeddings = nn.Embedding(config.num_queries, 4)
+        # present even without denoising, so that checkpoints keep one layout
+        self.denoising_label_embeddings = nn.Embedding(config.num_labels, hidden_dim)
+        self.decoder = MaskDinoDecoder(config)
+        self.post_init()
+
+    def _select_queries(self, memory: Tensor, spatial_shapes_list, mask_features: Tensor):
+        """Two-stage query selection: top-`num_queries` encoder tokens, their predictions and anchors."""
+        batch_size, _, hidden_dim = memory.shape
+        proposals, valid = encoder_output_proposals(spatial_shapes_list, batch_size, memory.device, memory.dtype)
+        tokens = self.encoder_output_layernorm(self.encoder_output_projection(memory.masked_fill(~valid, 0.0)))
+        # the class head sees the tokens without the decoder's LayerNorm here, as in the original
+        encoder_class_logits = self.decoder.class_embed(tokens)
+        encoder_boxes_unsigmoided = self.decoder.bbox_embed(tokens) + proposals
+        topk_indices = torch.topk(encoder_class_logits.max(-1)[0], self.config.num_queries, dim=1)[1]
+        selected_boxes = torch.gather(encoder_boxes_unsigmoided, 1, topk_indices.unsqueeze(-1).expand(-1, -1, 4))
+        selected_tokens = torch.gather(tokens, 1, topk_indices.unsqueeze(-1).expand(-1, -1, hidden_dim))
+        proposal_class_logits, proposal_mask_logits = self.decoder.predict(selected_tokens, mask_features)
+        proposal_outputs = {
+            "class_queries_logits": proposal_class_logits,
+            "masks_queries_logits": proposal_mask_logits,
+            "pred_boxes": selected_boxes.sigmoid(),
+        }
+        content = selected_tokens.detach()
+        if self.config.learnable_query_content:
+            content = self.query_content_embeddings.weight[None].expand(batch_size, -1, -1)
+        anchors_unsigmoided = selected_boxes.detach()
+        if self.config.mask_enhanced_box_init != "none":
+            anchors = mask_enhanced_anchor_boxes(proposal_mask_logits.detach(), self.config.mask_enhanced_box_init)
+            anchors_unsigmoided = inverse_sigmoid(anchors).to(memory.dtype)
+        return content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices
+
+    def _prediction_set(self, class_logits, mask_logits, boxes, start: int, end: int | None) -> dict:
+        return {
+            "class_queries_logits": class_logits[:, start:end],
+            "masks_queries_logits": None if mask_logits is None else mask_logits[:, start:end],
+            "pred_boxes": boxes[:, start:end],
+        }
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: Tensor,
+        pixel_mask: Tensor | None = None,
+        denoising_targets: list[dict[str, Tensor]] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskDinoModelOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+                Normalised images, zero-padded at the bottom/right to a multiple of 32.
+            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+                1 for image pixels, 0 for padding. Like the original, the network itself does not mask padding; the
+                mask only tells the valid image sizes (see [`MaskDinoForUniversalSegmentation`]).
+            denoising_targets (`list[dict]`, *optional*):
+                In training, per image `labels` and normalised `boxes` from which denoising queries are built.
+        """
+        config = self.config
+        backbone_outputs = self.backbone(pixel_values)
+        features = dict(zip(self.backbone.out_features, backbone_outputs.feature_maps))
+        pixel_decoder_outputs = self.pixel_decoder(features, **kwargs)
+        mask_features = pixel_decoder_outputs.mask_features
+        multi_scale_features = pixel_decoder_outputs.multi_scale_features
+        batch_size = pixel_values.shape[0]
+
+        # The decoder reads the encoder levels in reverse order (decoder level i = encoder level n-1-i).
+        num_levels = len(multi_scale_features)
+        decoder_levels = [
+            self.input_projections[level](multi_scale_features[level]) for level in reversed(range(num_levels))
+        ]
+        spatial_shapes_list = [tuple(level.shape[-2:]) for level in decoder_levels]
+        memory = torch.cat([level.flatten(2).transpose(1, 2) for level in decoder_levels], 1)
+        spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=memory.device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+
+        proposal_outputs = encoder_class_logits = topk_indices = None
+        if config.init_queries_from_encoder:
+            content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices = self._select_queries(
+                memory, spatial_shapes_list, mask_features
+            )
+        else:
+            content = self.query_content_embeddings.weight[None].expand(batch_size, -1, -1)
+            anchors_unsigmoided = self.query_anchor_embeddings.weight[None].expand(batch_size, -1, -1)
+
+        num_denoising_queries = 0
+        self_attention_mask = denoising_meta_values = None
+        if self.training and config.num_denoising > 0 and denoising_targets is not None:
+            dn_content, dn_anchors, dn_mask, denoising_meta_values = build_denoising_queries(
+                denoising_targets,
+                num_queries=config.num_queries,
+                num_labels=config.num_labels,
+                num_denoising=config.num_denoising,
+                label_noise_ratio=config.label_noise_ratio,
+                box_noise_scale=config.box_noise_scale,
+                label_embedding=self.denoising_label_embeddings,
+                hidden_dim=config.hidden_dim,
+            )
+            if denoising_meta_values is not None:
+                num_denoising_queries = denoising_meta_values["num_denoising_queries"]
+                content = torch.cat([dn_content.to(content.dtype), content], dim=1)
+                anchors_unsigmoided = torch.cat([dn_anchors.to(anchors_unsigmoided.dtype), anchors_unsigmoided], 1)
+                self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
+                self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
+
+        predictions = []  # (class logits, mask logits) per prediction step
+        if config.initial_prediction:
+            predictions.append(self.decoder.predict(content, mask_features, predict_masks=self.training))
+
+        decoder_outputs = self.decoder(
+            inputs_embeds=content,
+            reference_points=anchors_unsigmoided.sigmoid(),
+            encoder_hidden_states=memory,
+            spatial_shapes=spatial_shapes,
+            spatial_shapes_list=spatial_shapes_list,
+            level_start_index=level_start_index,
+            self_attention_mask=self_attention_mask,
+            **kwargs,
+        )
+        layer_states = decoder_outputs.intermediate_hidden_states
+        references = decoder_outputs.intermediate_reference_points
+        for i in range(config.decoder_layers):
+            is_last = i == config.decoder_layers - 1
+            # the class and mask heads apply the LayerNorm again on the already normed states, as the original does
+            predictions.append(
+                self.decoder.predict(layer_states[:, i], mask_features, predict_masks=self.training or is_last)
+            )
+        # boxes reported per layer use the normed states on the layer's input reference (refinement inside the
+        # decoder used the un-normed ones)
+        boxes = [
+            (self.decoder.bbox_embed(layer_states[:, i]) + inverse_sigmoid(references[:, i])).sigmoid()
+            for i in range(config.decoder_layers)
+        ]
+        if config.initial_prediction:
+            boxes.insert(0, anchors_unsigmoided.sigmoid())
+
+        prediction_sets = [
+            self._prediction_set(class_logits, mask_logits, box, num_denoising_queries, None)
+            for (class_logits, mask_logits), box in zip(predictions, boxes)
+        ]
+        denoising_outputs = None
+        if num_denoising_queries > 0:
+            denoising_sets = [
+                self._prediction_set(class_logits, mask_logits, box, 0, num_denoising_queries)
+                for (class_logits, mask_logits), box in zip(predictions, boxes)
+            ]
+            denoising_outputs = {**denoising_sets[-1], "auxiliary_outputs": denoising_sets[:-1]}
+        elif self.training:
+            # keeps the denoising embeddings in the graph, so DDP needs no `find_unused_parameters`
+            prediction_sets[-1]["class_queries_logits"] = (
+                prediction_sets[-1]["class_queries_logits"] + 0.0 * self.denoising_label_embeddings.weight.sum()
+            )
+
+        final = prediction_sets[-1]
+        return MaskDinoModelOutput(
+            class_queries_logits=final["class_queries_logits"],
+            masks_queries_logits=final["masks_queries_logits"],
+            pred_boxes=final["pred_boxes"],
+            auxiliary_outputs=prediction_sets[:-1],
+            encoder_proposal_outputs=proposal_outputs,
+            denoising_outputs=denoising_outputs,
+            denoising_meta_values=denoising_meta_values,
+            last_hidden_state=layer_states[:, -1, num_denoising_queries:],
+            intermediate_hidden_states=layer_states[:, :, num_denoising_queries:],
+            intermediate_reference_points=references[:, :, num_denoising_queries:],
+            encoder_class_logits=encoder_class_logits,
+            encoder_topk_indices=topk_indices,
+            mask_features=mask_features,
+            multi_scale_features=multi_scale_features,
+            backbone_features=tuple(backbone_outputs.feature_maps),
+            encoder_inputs=pixel_decoder_outputs.encoder_inputs,
+            fpn_output=pixel_decoder_outputs.fpn_output,
+            encoder_last_hidden_state=pixel_decoder_outputs.encoder_last_hidden_state,
+            encoder_hidden_states=pixel_decoder_outputs.encoder_hidden_states,
+            encoder_attentions=pixel_decoder_outputs.encoder_attentions,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+        )
+
+
+def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor:
+    """(height, width) of the valid region of each image: the extent of `pixel_mask`'s ones, or the padded size."""
+    batch_size, _, height, width = pixel_values.shape
+    if pixel_mask is None:
+        return torch.tensor([[height, width]] * batch_size, dtype=torch.long, device=pixel_values.device)
+    mask = pixel_mask.bool()
+    rows = mask.any(dim=2).long()
+    columns = mask.any(dim=1).long()
+    # the valid region is the top-left block: its extent is the last occupied row / column + 1
+    heights = (rows * torch.arange(1, height + 1, device=mask.device)).max(dim=1).values
+    widths = (columns * torch.arange(1, width + 1, device=mask.device)).max(dim=1).values
+    return torch.stack([heights, widths], dim=1)
+
+
+class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
+    """
+    Mask DINO with its training loss: class, box and mask predictions for every query, for object detection and
+    instance, panoptic and semantic segmentation (see `MaskDinoImageProcessor`'s post-processing methods).
+    """
+
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: MaskDinoConfig):
+        super().__init__(config)
+        self.model = MaskDinoModel(config)
+        self.criterion = MaskDinoLoss(config)
+        self.post_init()
+
+    def _check_inputs(self, pixel_values: Tensor, pixel_mask: Tensor | None, mask_labels, class_labels) -> None:
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"`pixel_values` must have shape (batch_size, {self.config.num_channels}, height, width), got "
+                f"{tuple(pixel_values.shape)}."
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"`pixel_values` must be a floating-point tensor of normalised pixels, got {pixel_values.dtype}; use "
+                "MaskDinoImageProcessor to prepare images."
+            )
+        if pixel_values.shape[-2] % 32 or pixel_values.shape[-1] % 32:
+            raise ValueError(
+                f"`pixel_values` height and width must be multiples of 32 (pad at the bottom/right), got "
+                f"{tuple(pixel_values.shape[-2:])}."
+            )
+        if pixel_mask is not None and tuple(pixel_mask.shape) != (pixel_values.shape[0], *pixel_values.shape[-2:]):
+            raise ValueError(
+                f"`pixel_mask` must have shape {(pixel_values.shape[0], *pixel_values.shape[-2:])}, got "
+                f"{tuple(pixel_mask.shape)}."
+            )
+        if (mask_labels is None) != (class_labels is None):
+            raise ValueError("`mask_labels` and `class_labels` must be given together.")
+        if mask_labels is not None:
+            if len(mask_labels) != pixel_values.shape[0] or len(class_labels) != pixel_values.shape[0]:
+                raise ValueError(
+                    f"`mask_labels` and `class_labels` need one entry per image ({pixel_values.shape[0]}), got "
+                    f"{len(mask_labels)} and {len(class_labels)}."
+                )
+            for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
+                if masks.dim() != 3 or tuple(masks.shape[-2:]) != tuple(pixel_values.shape[-2:]):
+                    raise ValueError(
+                        f"`mask_labels[{i}]` must have shape (num_targets, {pixel_values.shape[-2]}, "
+                        f"{pixel_values.shape[-1]}) (the padded input size), got {tuple(masks.shape)}."
+                    )
+                if labels.shape != (masks.shape[0],):
+                    raise ValueError(
+                        f"`class_labels[{i}]` must have shape ({masks.shape[0]},) to match `mask_labels[{i}]`, got "
+                        f"{tuple(labels.shape)}."
+                    )
+                if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
+                    raise ValueError(
+                        f"`class_labels[{i}]` must be in [0, {self.config.num_labels - 1}], got {labels.tolist()}."
+                    )
+
+    def build_targets(
+        self, mask_labels: list[Tensor], class_labels: list[Tensor], image_sizes: Tensor, box_labels=None
+    ) -> list[dict[str, Tensor]]:
+        """Criterion targets; boxes come from the masks normalised by the unpadded size, unless given."""
+        targets = []
+        for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
+            height, width = (int(size) for size in image_sizes[i])
+            boxes = box_labels[i] if box_labels is not None else target_boxes_from_masks(masks, height, width)
+            targets.append({"labels": labels.long(), "masks": masks.float(), "boxes": boxes.float()})
+        return targets
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: Tensor,
+        pixel_mask: Tensor | None = None,
+        mask_labels: list[Tensor] | None = None,
+        class_labels: list[Tensor] | None = None,
+        box_labels: list[Tensor] | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MaskDinoForUniversalSegmentationOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+                Normalised images zero-padded to a multiple of 32 ([`MaskDinoImageProcessor`]).
+            pixel_mask (`torch.LongTensor` of shape `(batch_size, height, width)`, *optional*):
+                1 for image pixels, 0 for padding; gives each image's valid size (for box targets and
+                post-processing).
+            mask_labels (`list[torch.Tensor]`, *optional*):
+                Per image, binary masks `(num_targets, height, width)` at the padded input size.
+            class_labels (`list[torch.LongTensor]`, *optional*):
+                Per image, labels `(num_targets,)`.
+            box_labels (`list[torch.FloatTensor]`, *optional*):
+                Per image, normalised (center_x, center_y, width, height) boxes relative to the unpadded image, used
+                instead of the boxes derived from `mask_labels`.
+        """
+        self._check_inputs(pixel_values, pixel_mask, mask_labels, class_labels)
+        image_sizes = valid_image_sizes(pixel_values, pixel_mask)
+        targets = None
+        if mask_labels is not None:
+            targets = self.build_targets(mask_labels, class_labels, image_sizes, box_labels)
+
+        outputs = self.model(pixel_values, pixel_mask=pixel_mask, denoising_targets=targets, **kwargs)
+
+        loss = loss_dict = None
+        if targets is not None:
+            loss_dict = self.criterion(outputs, targets, outputs.denoising_meta_values)
+            loss = sum(loss_dict.values())
+
+        padded = torch.tensor(pixel_values.shape[-2:], dtype=torch.long, device=pixel_values.device)
+        return MaskDinoForUniversalSegmentationOutput(
+            loss=loss,
+            loss_dict=loss_dict,
+            image_sizes=image_sizes,
+            padded_image_sizes=padded[None].expand(pixel_values.shape[0], -1),
+            **outputs,
+        )
+
+
+__all__ = [
+    "MaskDinoForUniversalSegmentation",
+    "MaskDinoModel",
+    "MaskDinoPreTrainedModel",
+    "MultiScaleDeformableAttention",
+]
