@@ -125,7 +125,8 @@ class MaskDinoConfig(PreTrainedConfig):
         box_loss (`bool`, *optional*, defaults to `True`):
             Train the box head (L1 and GIoU losses and matching costs).
         panoptic_box_loss (`bool`, *optional*, defaults to `False`):
-            Also supervise boxes of stuff labels.
+            Also supervise the boxes of stuff labels (`stuff_label_ids`). The original's `PANO_BOX_LOSS: True` is
+            `False` here: its "panoptic" box loss is the one that leaves stuff boxes out.
         train_num_points (`int`, *optional*, defaults to 12544):
             Points sampled per mask for the mask losses and costs.
         oversample_ratio (`float`, *optional*, defaults to 3.0):
