@@ -1,0 +1,41 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Shared test helpers: where the reference fixtures are, and converted copies of them (made once per session)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("MASKDINO_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
+if not REFERENCE_DIR.is_dir():
+    raise RuntimeError(
+        f"The reference fixtures are missing: {REFERENCE_DIR} does not exist. Put shared/reference beside the repository "
+        "or set MASKDINO_REFERENCE_DIR."
+    )
+REFERENCE_VARIANTS = sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "model.pth").is_file())
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+
+sys.path.insert(0, str(REPO / "conversion"))
+
+
+@pytest.fixture(scope="session")
+def converted_reference(tmp_path_factory):
+    """`converted_reference(variant, config_name="config.yaml")` -> directory of the converted fixture checkpoint."""
+    from convert_maskdino_to_hf import convert
+
+    cache = {}
+
+    def get(variant: str, config_name: str = "config.yaml") -> Path:
+        key = (variant, config_name)
+        if key not in cache:
+            source = REFERENCE_DIR / variant
+            output_dir = tmp_path_factory.mktemp(f"{variant}_{Path(config_name).stem}")
+            convert(source / config_name, source / "model.pth", output_dir, source / "metadata.json")
+            cache[key] = output_dir
+        return cache[key]
+
+    return get
