@@ -364,6 +364,8 @@ def test_build_name_and_root(monkeypatch, tmp_path):
 
 def test_stale_lock_from_interrupted_build_is_cleared(cpu_kernel, fresh_state):
     """torch 2.13's FileBaton leaves `lock` behind when a build is killed; later loads would wait forever."""
+    from torch.utils import cpp_extension
+
     build_directory = Path(cpu_kernel).parent
     (build_directory / "lock").touch()
     result = {}
@@ -372,7 +374,8 @@ def test_stale_lock_from_interrupted_build_is_cleared(cpu_kernel, fresh_state):
     thread.join(timeout=60)
     assert not thread.is_alive(), "load() hung on the stale lock"
     assert result["path"] == cpu_kernel
-    assert not (build_directory / "lock").exists()
+    if msda_kernels._torch_uses_file_baton(cpp_extension):
+        assert not (build_directory / "lock").exists()
 
 
 def test_library_lives_in_torch_extensions_dir(cpu_kernel):

@@ -1,8 +1,12 @@
 // ATen wrappers around the CUDA launchers of msda_cuda.cu, registered as the CUDA kernels of
 // maskdino_msda::ms_deform_attn_forward / ms_deform_attn_backward. Compiled by the host compiler, not nvcc.
+//
+// Only c10/cuda headers (CUDA runtime API), not ATen/cuda/CUDAContext.h, which needs the cuBLAS/cuSPARSE/cuSOLVER
+// headers that a minimal CUDA toolkit does not have.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
 #include <torch/library.h>
 
 #include <tuple>
@@ -50,7 +54,7 @@ at::Tensor ms_deform_attn_forward_cuda(const at::Tensor& value, const at::Tensor
   const int status = launch_ms_deform_attn_forward(
       kind, size, value.data_ptr(), spatial_shapes.data_ptr<int64_t>(), level_start_index.data_ptr<int64_t>(),
       sampling_locations.data_ptr(), attention_weights.data_ptr(), output.data_ptr(),
-      at::cuda::getCurrentCUDAStream().stream());
+      c10::cuda::getCurrentCUDAStream().stream());
   check_launch(status, "forward", size);
   return output;
 }
@@ -72,7 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
         kind, size, value.data_ptr(), spatial_shapes.data_ptr<int64_t>(), level_start_index.data_ptr<int64_t>(),
         sampling_locations.data_ptr(), attention_weights.data_ptr(), grad_output.data_ptr(), grad_value.data_ptr(),
         grad_sampling_locations.data_ptr(), grad_attention_weights.data_ptr(),
-        at::cuda::getCurrentCUDAStream().stream());
+        c10::cuda::getCurrentCUDAStream().stream());
     check_launch(status, "backward", size);
   }
   return {grad_value.to(value.scalar_type()), grad_sampling_locations, grad_attention_weights};

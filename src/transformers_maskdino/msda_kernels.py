@@ -279,6 +279,10 @@ class _EnvOverride:
                 os.environ[key] = value
 
 
+def _torch_uses_file_baton(cpp_extension) -> bool:
+    return hasattr(cpp_extension, "FileBaton") and not hasattr(cpp_extension, "FileLock")
+
+
 def _build_and_load(device_type: str) -> str:
     """Compiles (or reuses) the library for `device_type` and loads it into the process; returns its path."""
     source_dir = kernel_source_dir()
@@ -299,13 +303,13 @@ def _build_and_load(device_type: str) -> str:
         cpp_extension.CUDA_HOME = settings["cuda_home"]
 
     sources = [str(source_dir / file) for file in _SOURCE_FILES[device_type] if not file.endswith(".h")]
-    # torch 2.13 guards builds with a FileBaton: the file `lock` in the build directory, removed at the end of the
+    # torch <= 2.13 guards builds with a FileBaton: the file `lock` in the build directory, removed at the end of the
     # build. A killed build leaves it behind and every later load() waits on it forever. Every loader of this package
     # takes the OS-level lock below first (released by the OS if the process dies), so a `lock` found while holding it
-    # is stale.
+    # is stale. (Later torch versions hold an OS-level lock on that file instead, and leave it in place.)
     with FileLock(str(build_directory.parent / f"{name}.maskdino.lock")):
         stale_baton = build_directory / "lock"
-        if stale_baton.exists():
+        if _torch_uses_file_baton(cpp_extension) and stale_baton.exists():
             logger.warning(f"Removing the stale build lock {stale_baton} left by an interrupted build.")
             stale_baton.unlink(missing_ok=True)
         with _EnvOverride(TORCH_CUDA_ARCH_LIST=settings.get("arch_list")):

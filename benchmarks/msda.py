@@ -1,0 +1,196 @@
+"""Multi-scale deformable attention on CPU: PyTorch (grid_sample) path vs the compiled C++ kernel.
+
+Times forward and forward+backward at the Mask DINO encoder size (4 levels 100x152 ... 13x19 = 20,197 tokens,
+8 heads x 32, 4 points, batch 1, one query per token) and decoder size (300 + 100 queries), with the two
+implementations interleaved in one process (order alternating every repetition), and reports medians and the median
+of the per-repetition ratios. Peak extra memory of one call is measured in a fresh child process per cell: the
+process's peak RSS (VmHWM, reset through /proc/self/clear_refs after a warm-up call) minus its RSS before the call.
+Linux only for the memory column.
+
+    python benchmarks/msda.py                 # both sizes, 2 threads
+    python benchmarks/msda.py --case decoder --repeats 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from msda_reference import make_inputs, max_relative_error, pytorch_path  # noqa: E402
+
+from transformers_maskdino import msda_kernels  # noqa: E402
+
+
+ENCODER_LEVELS = [(100, 152), (50, 76), (25, 38), (13, 19)]
+NUM_TOKENS = sum(h * w for h, w in ENCODER_LEVELS)
+CASES = {"decoder": 300 + 100, "encoder": NUM_TOKENS}
+IMPLEMENTATIONS = ("pytorch", "cpp")
+MODES = ("forward", "forward+backward")
+
+
+def build_inputs(case: str, requires_grad: bool):
+    return make_inputs(
+        ENCODER_LEVELS,
+        batch_size=1,
+        num_heads=8,
+        head_dim=32,
+        num_queries=CASES[case],
+        num_points=4,
+        location_range=(-0.05, 1.05),
+        requires_grad=requires_grad,
+    )
+
+
+def run(implementation: str, inputs):
+    if implementation == "pytorch":
+        return pytorch_path(
+            inputs["value"],
+            inputs["value_spatial_shapes"],
+            inputs["value_spatial_shapes_list"],
+            inputs["level_start_index"],
+            inputs["sampling_locations"],
+            inputs["attention_weights"],
+        )
+    output = msda_kernels.multi_scale_deformable_attention_kernel(
+        inputs["value"],
+        inputs["value_spatial_shapes"],
+        inputs["level_start_index"],
+        inputs["sampling_locations"],
+        inputs["attention_weights"],
+        64,
+    )
+    if output is None:
+        raise RuntimeError("the C++ kernel is not available")
+    return output
+
+
+def one_call(implementation: str, mode: str, inputs, grad_output):
+    if mode == "forward":
+        with torch.no_grad():
+            return run(implementation, inputs)
+    leaves = [inputs[name] for name in ("value", "sampling_locations", "attention_weights")]
+    for leaf in leaves:
+        leaf.grad = None
+    output = run(implementation, inputs)
+    output.backward(grad_output)
+    return output.detach(), *(leaf.grad for leaf in leaves)
+
+
+def read_status(field: str) -> int:
+    """A field of /proc/self/status in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_probe(implementation: str, case: str, mode: str) -> int:
+    """Peak RSS growth during one call, after a warm-up call (run in a child process)."""
+    inputs = build_inputs(case, requires_grad=mode != "forward")
+    grad_output = torch.randn(1, CASES[case], 256)
+    one_call(implementation, mode, inputs, grad_output)
+    for name in ("value", "sampling_locations", "attention_weights"):
+        inputs[name].grad = None
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current RSS
+    before = read_status("VmRSS")
+    result = one_call(implementation, mode, inputs, grad_output)
+    peak = read_status("VmHWM")
+    del result
+    return peak - before
+
+
+def measure_memory(implementation: str, case: str, mode: str) -> int | None:
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    command = [sys.executable, __file__, "--probe", implementation, case, mode]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])["extra_bytes"]
+
+
+def time_interleaved(case: str, mode: str, repeats: int):
+    inputs = build_inputs(case, requires_grad=mode != "forward")
+    grad_output = torch.randn(1, CASES[case], 256)
+    results = {name: one_call(name, mode, inputs, grad_output) for name in IMPLEMENTATIONS}  # warm-up
+    results = {name: value if isinstance(value, tuple) else (value,) for name, value in results.items()}
+    errors = [max_relative_error(a, e) for a, e in zip(results["cpp"], results["pytorch"])]
+    times = {name: [] for name in IMPLEMENTATIONS}
+    for repeat in range(repeats):
+        order = IMPLEMENTATIONS if repeat % 2 == 0 else IMPLEMENTATIONS[::-1]
+        for name in order:
+            gc.collect()
+            start = time.perf_counter()
+            one_call(name, mode, inputs, grad_output)
+            times[name].append(time.perf_counter() - start)
+    ratios = [p / c for p, c in zip(times["pytorch"], times["cpp"])]
+    return {
+        "pytorch_ms": 1e3 * statistics.median(times["pytorch"]),
+        "cpp_ms": 1e3 * statistics.median(times["cpp"]),
+        "ratio": statistics.median(ratios),
+        "ratio_range": (min(ratios), max(ratios)),
+        "max_relative_error": max(errors),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per implementation")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    parser.add_argument("--probe", nargs=3, metavar=("IMPL", "CASE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault(msda_kernels.KERNELS_ENV_VAR, "require")
+
+    if args.probe:
+        print(json.dumps({"extra_bytes": memory_probe(*args.probe)}))
+        return
+
+    start = time.time()
+    msda_kernels.load_kernel("cpu")
+    print(f"# torch {torch.__version__}, {args.threads} threads, C++ kernel loaded in {time.time() - start:.1f} s")
+    cases = list(CASES) if args.case == "all" else [args.case]
+    rows = []
+    for case in cases:
+        for mode in MODES:
+            repeats = args.repeats or (7 if case == "encoder" else 21)
+            timing = time_interleaved(case, mode, repeats)
+            memory = {}
+            if not args.no_memory:
+                memory = {name: measure_memory(name, case, mode) for name in IMPLEMENTATIONS}
+            rows.append((case, mode, repeats, timing, memory))
+            print(f"# {case} {mode}: {json.dumps(timing)} memory={memory}", flush=True)
+
+    def mb(value):
+        return "n/a" if value is None else f"{value / 2**20:.0f} MB" if value >= 2**20 else f"{value / 2**20:.1f} MB"
+
+    print()
+    print("| case | pass | PyTorch | C++ | speed-up (median, range) | PyTorch extra peak | C++ extra peak | max rel. error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for case, mode, repeats, timing, memory in rows:
+        low, high = timing["ratio_range"]
+        print(
+            f"| {case} (Q={CASES[case]}) | {mode} | {timing['pytorch_ms']:.1f} ms | {timing['cpp_ms']:.1f} ms | "
+            f"**{timing['ratio']:.2f}x** ({low:.2f}-{high:.2f}, n={repeats}) | {mb(memory.get('pytorch'))} | "
+            f"{mb(memory.get('cpp'))} | {timing['max_relative_error']:.1e} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
