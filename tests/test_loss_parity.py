@@ -15,49 +15,21 @@ What the model must do for this to hold (all follow from running the original's 
 """
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REFERENCE_DIR, REFERENCE_VARIANTS
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE_DIR = Path(os.environ.get("MASKDINO_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
-REFERENCE_VARIANTS = sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "losses.json").is_file())
-CONVERTER = REPO / "conversion" / "convert_maskdino_to_hf.py"
+from transformers_maskdino import MaskDinoForUniversalSegmentation
+from transformers_maskdino.loss_maskdino import MaskDinoLoss
+
 RUN = "num_points_200000_seed0"
 
 
-@pytest.fixture(scope="module", params=REFERENCE_VARIANTS)
-def converted_variant(request, tmp_path_factory):
-    variant = request.param
-    source = REFERENCE_DIR / variant
-    output_dir = tmp_path_factory.mktemp(f"{variant}_loss")
-    command = [
-        sys.executable,
-        str(CONVERTER),
-        "--config-file",
-        str(source / "config_loss.yaml"),
-        "--checkpoint",
-        str(source / "model.pth"),
-        "--metadata",
-        str(source / "metadata.json"),
-        "--output-dir",
-        str(output_dir),
-    ]
-    result = subprocess.run(command, check=False, capture_output=True, text=True)
-    assert result.returncode == 0, f"conversion of {variant} failed:\n{result.stdout}\n{result.stderr}"
-    return variant, output_dir
-
-
-def test_training_losses_and_matching_match_the_reference(converted_variant):
-    from transformers_maskdino import MaskDinoForUniversalSegmentation
-    from transformers_maskdino.loss_maskdino import MaskDinoLoss
-
-    variant, model_dir = converted_variant
+@pytest.mark.parametrize("variant", REFERENCE_VARIANTS)
+def test_training_losses_and_matching_match_the_reference(variant, converted_reference):
+    model_dir = converted_reference(variant, "config_loss.yaml")
     with open(REFERENCE_DIR / variant / "losses.json") as f:
         reference = json.load(f)["weighted_losses"][RUN]
     inputs = load_file(REFERENCE_DIR / variant / "inputs.safetensors")
@@ -80,7 +52,7 @@ def test_training_losses_and_matching_match_the_reference(converted_variant):
         class_labels=[targets["criterion.labels"]],
     )
 
-    loss_dict = {key: float(value) for key, value in outputs.loss_dict.items()}
+    loss_dict = {key: value.item() for key, value in outputs.loss_dict.items()}
     missing = sorted(set(reference["losses"]) - set(loss_dict))
     assert not missing, f"{variant}: loss keys missing: {missing}"
     mismatched = {
@@ -89,7 +61,16 @@ def test_training_losses_and_matching_match_the_reference(converted_variant):
         if abs(loss_dict[key] - expected) > 0.02 * abs(expected)
     }
     assert not mismatched, f"{variant}: losses off by more than 2% (ours, reference): {mismatched}"
-    torch.testing.assert_close(outputs.loss, torch.tensor(sum(loss_dict.values())), rtol=1e-5, atol=1e-5)
+    # The random points are drawn in the original's order, so even the point-sampled mask losses agree to float
+    # rounding (measured: at most 1.2e-5 relative); a larger gap means the draws went out of step.
+    drifted = {
+        key: (loss_dict[key], expected)
+        for key, expected in reference["losses"].items()
+        if abs(loss_dict[key] - expected) > 1e-3 * abs(expected)
+    }
+    assert not drifted, f"{variant}: losses within 2% but not within 1e-3 (ours, reference): {drifted}"
+    assert outputs.loss.item() == pytest.approx(sum(loss_dict.values()), rel=1e-5)
+    outputs.loss.backward()
 
     criteria = [module for module in model.modules() if isinstance(module, MaskDinoLoss)]
     assert len(criteria) == 1, "the model must keep exactly one MaskDinoLoss as a submodule"
