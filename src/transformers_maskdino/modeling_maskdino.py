@@ -652,6 +652,14 @@ class MaskDinoPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _keys_to_ignore_on_load_unexpected = [r"num_batches_tracked"]
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # transformers skips `_init_weights` on parameter-less modules of code living outside its package, in case
+        # that code initialises with plain torch ops. Ours dispatches on containers (deformable attention, decoder)
+        # and only uses `transformers.initialization`, which leaves loaded tensors alone, so it runs as for built-in
+        # models.
+        return False
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)

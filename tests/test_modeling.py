@@ -1,0 +1,385 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Behaviour of the model classes on tiny random models: config checks, shapes per variant, save/load, meta-device
+loading, batching, hidden states and attentions, tuple outputs, training in every configuration branch, gradient
+checkpointing, bfloat16 and input errors."""
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModel, AutoModelForUniversalSegmentation, ResNetConfig, SwinConfig
+
+from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoModel
+
+torch.set_num_threads(2)
+
+
+def tiny_config(**kwargs) -> MaskDinoConfig:
+    backbone = ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[16, 16, 32, 32],
+        depths=[1, 1, 1, 1],
+        layer_type="bottleneck",
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    defaults = dict(
+        backbone_config=backbone,
+        hidden_dim=32,
+        num_queries=8,
+        feature_size=32,
+        mask_feature_size=16,
+        encoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_layers=2,
+        decoder_ffn_dim=32,
+        num_labels=4,
+        num_denoising=6,
+        train_num_points=64,
+    )
+    defaults.update(kwargs)
+    return MaskDinoConfig(**defaults)
+
+
+def random_targets(batch_size, height, width, counts=(2, 1), num_labels=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    masks, labels = [], []
+    for i in range(batch_size):
+        n = counts[i % len(counts)]
+        image_masks = torch.zeros(n, height, width)
+        for j in range(n):
+            y0, x0 = (int(v) for v in torch.randint(0, height // 2, (2,), generator=generator))
+            image_masks[j, y0 : y0 + height // 3, x0 : x0 + width // 3] = 1
+        masks.append(image_masks)
+        labels.append(torch.randint(0, num_labels, (n,), generator=generator))
+    return masks, labels
+
+
+def make_model(config, seed=0):
+    torch.manual_seed(seed)
+    return MaskDinoForUniversalSegmentation(config).eval()
+
+
+# ------------------------------------------------------------------------------------------------------ config
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(mask_enhanced_box_init="boxes"), "mask_enhanced_box_init"),
+        (dict(init_queries_from_encoder=False, mask_enhanced_box_init="mask2box"), "init_queries_from_encoder=True"),
+        (dict(initial_prediction=False, mask_enhanced_box_init="bitmask"), "initial_prediction=True"),
+        (dict(init_queries_from_encoder=False, mask_enhanced_box_init="none", learnable_query_content=True), "learnable_query_content"),
+        (dict(num_feature_levels=2, encoder_in_features=["stage2", "stage3", "stage4"]), "num_feature_levels"),
+        (dict(feature_size=48), "multiple of 32"),
+        (dict(hidden_dim=30, decoder_attention_heads=3), "divisible by 4"),
+        (dict(hidden_dim=36), "divisible by its number of attention heads"),
+        (dict(stuff_label_ids=[4]), "stuff_label_ids"),
+        (dict(encoder_in_features=["stage5"]), "does not output"),
+        (dict(num_denoising=-1), "num_denoising"),
+        (dict(importance_sample_ratio=1.5), "importance_sample_ratio"),
+    ],
+)
+def test_contradictory_configs_are_rejected_with_the_field_named(kwargs, message):
+    with pytest.raises(StrictDataclassClassValidationError) as error:
+        tiny_config(**kwargs)
+    assert isinstance(error.value.__cause__, ValueError)
+    assert message in str(error.value.__cause__)
+
+
+def test_config_validate_catches_a_mutation():
+    config = tiny_config()
+    config.mask_enhanced_box_init = "mask2box"
+    config.init_queries_from_encoder = False
+    with pytest.raises(StrictDataclassClassValidationError):
+        config.validate()
+
+
+def test_config_round_trip_and_auto_config(tmp_path):
+    config = tiny_config(stuff_label_ids=[2, 3], id2label={0: "a", 1: "b", 2: "c", 3: "d"})
+    config.save_pretrained(tmp_path)
+    reloaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(reloaded, MaskDinoConfig)
+    without_path = lambda c: {k: v for k, v in c.to_dict().items() if k != "_name_or_path"}  # noqa: E731
+    assert without_path(reloaded) == without_path(config)
+    assert reloaded.stuff_label_ids == [2, 3] and reloaded.id2label[3] == "d"
+    assert reloaded.hidden_size == 32 and reloaded.num_hidden_layers == 2
+
+
+def test_parameter_count_of_the_released_r50_instance_architecture():
+    # 3+1 levels, encoder FFN 2048, 300 queries, 80 classes: the original has 52,058,004 parameters
+    with torch.device("meta"):
+        model = MaskDinoForUniversalSegmentation(MaskDinoConfig(num_labels=80))
+    assert sum(p.numel() for p in model.parameters()) == 52_058_004
+    frozen_batch_norm_buffers = [n for n, _ in model.named_buffers() if n.endswith("running_var")]
+    assert len(frozen_batch_norm_buffers) == 53  # stem + 16 bottlenecks * 3 + 4 shortcuts
+
+
+def test_swin_backbone_builds_and_runs():
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = tiny_config(backbone_config=backbone, encoder_in_features=["stage1", "stage2", "stage3", "stage4"], num_feature_levels=5)
+    model = make_model(config)
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 64, 96))
+    assert [tuple(f.shape[-2:]) for f in outputs.multi_scale_features] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
+    assert outputs.masks_queries_logits.shape == (1, 8, 16, 24)
+
+
+# ------------------------------------------------------------------------------------------------------ shapes
+
+
+@pytest.mark.parametrize(
+    "kwargs, num_class_logits, has_proposals",
+    [
+        (dict(), 4, True),
+        (dict(mask_enhanced_box_init="bitmask"), 4, True),
+        (dict(mask_enhanced_box_init="none", learnable_query_content=True), 4, True),
+        (dict(init_queries_from_encoder=False, mask_enhanced_box_init="none", use_semantic_cross_entropy=True), 5, False),
+        (dict(encoder_low_resolution_first=True, num_feature_levels=4), 4, True),
+    ],
+)
+def test_output_shapes(kwargs, num_class_logits, has_proposals):
+    model = make_model(tiny_config(**kwargs))
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 64, 96))
+    assert outputs.class_queries_logits.shape == (2, 8, num_class_logits)
+    assert outputs.masks_queries_logits.shape == (2, 8, 16, 24)
+    assert outputs.pred_boxes.shape == (2, 8, 4)
+    assert ((outputs.pred_boxes >= 0) & (outputs.pred_boxes <= 1)).all()
+    assert len(outputs.auxiliary_outputs) == 2  # the initial prediction and decoder layer 0
+    assert all(aux["masks_queries_logits"] is None for aux in outputs.auxiliary_outputs)  # eval: last layer only
+    assert (outputs.encoder_proposal_outputs is not None) == has_proposals
+    assert outputs.intermediate_reference_points.shape == (2, 3, 8, 4)
+    assert outputs.loss is None and outputs.denoising_outputs is None
+    assert outputs.image_sizes.tolist() == [[64, 96], [64, 96]]
+    assert outputs.padded_image_sizes.tolist() == [[64, 96], [64, 96]]
+
+
+def test_image_sizes_come_from_the_pixel_mask():
+    model = make_model(tiny_config())
+    pixel_mask = torch.zeros(2, 64, 96, dtype=torch.long)
+    pixel_mask[0, :50, :70] = 1
+    pixel_mask[1] = 1
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 64, 96), pixel_mask=pixel_mask)
+    assert outputs.image_sizes.tolist() == [[50, 70], [64, 96]]
+
+
+def test_auto_classes_resolve_to_our_models():
+    config = tiny_config()
+    assert isinstance(AutoModel.from_config(config), MaskDinoModel)
+    assert isinstance(AutoModelForUniversalSegmentation.from_config(config), MaskDinoForUniversalSegmentation)
+
+
+# ------------------------------------------------------------------------------------------------------ save / load
+
+
+def test_save_and_reload_give_identical_outputs(tmp_path):
+    model = make_model(tiny_config())
+    pixel_values = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(pixel_values)
+    model.save_pretrained(tmp_path / "first")
+    saved = load_file(tmp_path / "first" / "model.safetensors")
+    assert set(saved) == set(model.state_dict())  # nothing dropped, nothing shared silently
+    reloaded = AutoModelForUniversalSegmentation.from_pretrained(tmp_path / "first")
+    reloaded.save_pretrained(tmp_path / "second")
+    reloaded = AutoModelForUniversalSegmentation.from_pretrained(tmp_path / "second")
+    with torch.no_grad():
+        actual = reloaded(pixel_values)
+    for name in ("class_queries_logits", "masks_queries_logits", "pred_boxes"):
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
+
+
+def test_meta_device_init_recreates_every_tensor():
+    config = tiny_config()
+    torch.manual_seed(0)
+    reference = MaskDinoForUniversalSegmentation(config)
+    torch.manual_seed(0)
+    loaded = MaskDinoForUniversalSegmentation.from_pretrained(None, config=config, state_dict={})
+    reference_state = reference.state_dict()
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.device.type != "meta", name
+        assert torch.isfinite(tensor.float()).all(), name
+        if "running_var" in name or name.endswith("relative_position_index"):
+            torch.testing.assert_close(tensor, reference_state[name], msg=name)
+    # deterministic inits (sampling-offset grid, zeroed box head, frozen statistics) are equal
+    for suffix in ("sampling_offsets.bias", "bbox_embed.layers.2.weight", "running_mean"):
+        for name in (n for n in reference_state if n.endswith(suffix)):
+            torch.testing.assert_close(loaded.state_dict()[name], reference_state[name], msg=name)
+    with torch.no_grad():
+        outputs = loaded.eval()(torch.randn(1, 3, 64, 96))
+    assert torch.isfinite(outputs.masks_queries_logits).all()
+
+
+def test_missing_and_unexpected_tensors_are_reported(tmp_path):
+    model = make_model(tiny_config())
+    model.save_pretrained(tmp_path)
+    _, info = MaskDinoForUniversalSegmentation.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+
+
+# ------------------------------------------------------------------------------------------------------ behaviour
+
+
+def test_batch_equals_single_images():
+    model = make_model(tiny_config())
+    pixel_values = torch.randn(3, 3, 64, 96)
+    with torch.no_grad():
+        batch = model(pixel_values)
+        singles = [model(pixel_values[i : i + 1]) for i in range(3)]
+    for name in ("class_queries_logits", "masks_queries_logits", "pred_boxes"):
+        torch.testing.assert_close(torch.cat([s[name] for s in singles]), batch[name], rtol=1e-4, atol=1e-4)
+
+
+def test_hidden_states_and_attentions():
+    config = tiny_config()
+    model = make_model(config)
+    # attention weights need the eager self-attention (sdpa does not return them), as in transformers
+    model.set_attn_implementation({"": "eager", "backbone_config": None})
+    with torch.no_grad():
+        outputs = model(torch.randn(1, 3, 64, 96), output_hidden_states=True, output_attentions=True)
+    sequence_length = outputs.encoder_last_hidden_state.shape[1]
+    assert len(outputs.encoder_hidden_states) == config.encoder_layers + 1
+    assert outputs.encoder_hidden_states[-1].shape == (1, sequence_length, config.feature_size)
+    assert len(outputs.encoder_attentions) == config.encoder_layers
+    assert outputs.encoder_attentions[0].shape == (1, sequence_length, 8, config.num_feature_levels, 4)
+    assert len(outputs.decoder_hidden_states) == config.decoder_layers + 1
+    assert outputs.decoder_hidden_states[0].shape == (1, config.num_queries, config.hidden_dim)
+    assert len(outputs.decoder_attentions) == config.decoder_layers
+    assert outputs.decoder_attentions[0].shape == (1, 8, config.num_queries, config.num_queries)
+    assert len(outputs.cross_attentions) == config.decoder_layers
+    torch.testing.assert_close(outputs.decoder_attentions[0].sum(-1), torch.ones(1, 8, config.num_queries))
+    without = model(torch.randn(1, 3, 64, 96))
+    assert without.encoder_hidden_states is None and without.decoder_attentions is None
+
+
+def test_return_dict_false_gives_the_tuple_of_the_output():
+    model = make_model(tiny_config())
+    pixel_values = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        as_dict = model(pixel_values)
+        as_tuple = model(pixel_values, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict.to_tuple())
+    torch.testing.assert_close(as_tuple[0], as_dict.class_queries_logits)
+
+
+def test_eager_and_sdpa_self_attention_agree():
+    config = tiny_config()
+    model = make_model(config)
+    pixel_values = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        model.set_attn_implementation({"": "eager", "backbone_config": None})
+        eager = model(pixel_values)
+        model.set_attn_implementation({"": "sdpa", "backbone_config": None})
+        sdpa = model(pixel_values)
+    torch.testing.assert_close(sdpa.class_queries_logits, eager.class_queries_logits, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------ training
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(num_denoising=0),
+        dict(mask_enhanced_box_init="bitmask"),
+        dict(mask_enhanced_box_init="none"),
+        dict(mask_enhanced_box_init="none", learnable_query_content=True),
+        dict(init_queries_from_encoder=False, mask_enhanced_box_init="none"),
+        dict(init_queries_from_encoder=False, mask_enhanced_box_init="none", use_semantic_cross_entropy=True),
+        dict(denoise_masks=False, stuff_label_ids=[3]),
+    ],
+)
+def test_training_step_gives_every_parameter_a_gradient(kwargs):
+    config = tiny_config(**kwargs)
+    model = make_model(config).train()
+    masks, labels = random_targets(2, 64, 96)
+    outputs = model(torch.randn(2, 3, 64, 96), mask_labels=masks, class_labels=labels)
+    assert torch.isfinite(outputs.loss)
+    assert outputs.loss.dim() == 0
+    torch.testing.assert_close(outputs.loss, sum(outputs.loss_dict.values()))
+    assert ("loss_ce_dn" in outputs.loss_dict) == (config.num_denoising > 0)
+    assert ("loss_ce_interm" in outputs.loss_dict) == config.init_queries_from_encoder
+    outputs.loss.backward()
+    no_gradient = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_gradient, f"parameters without gradient (DDP would need find_unused_parameters): {no_gradient}"
+
+
+def test_training_with_an_image_without_targets_and_denoising_outputs():
+    model = make_model(tiny_config()).train()
+    masks, labels = random_targets(2, 64, 96, counts=(3, 0))
+    outputs = model(torch.randn(2, 3, 64, 96), mask_labels=masks, class_labels=labels)
+    meta = outputs.denoising_meta_values
+    assert meta["max_targets_per_image"] == 3 and meta["num_denoising_groups"] == 2
+    assert outputs.denoising_outputs["class_queries_logits"].shape == (2, 6, 4)
+    assert len(outputs.denoising_outputs["auxiliary_outputs"]) == 2
+    assert outputs.class_queries_logits.shape == (2, 8, 4)  # denoising queries are split off
+    outputs.loss.backward()
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    config = tiny_config(num_denoising=0)
+    masks, labels = random_targets(1, 64, 96)
+    pixel_values = torch.randn(1, 3, 64, 96)
+    gradients = []
+    for checkpointing in (False, True):
+        model = make_model(config).train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+            assert model.model.decoder.layers[0].gradient_checkpointing
+        torch.manual_seed(1)
+        model(pixel_values, mask_labels=masks, class_labels=labels).loss.backward()
+        gradients.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys()
+    for name in gradients[0]:
+        torch.testing.assert_close(gradients[1][name], gradients[0][name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bfloat16_forward():
+    model = make_model(tiny_config())
+    pixel_values = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(pixel_values)
+        outputs = model.to(torch.bfloat16)(pixel_values.to(torch.bfloat16))
+    assert outputs.class_queries_logits.dtype == torch.bfloat16
+    assert torch.isfinite(outputs.masks_queries_logits.float()).all()
+    torch.testing.assert_close(outputs.pred_boxes.float(), expected.pred_boxes, rtol=0.05, atol=0.05)
+
+
+# ------------------------------------------------------------------------------------------------------ input errors
+
+
+@pytest.mark.parametrize(
+    "make_inputs, message",
+    [
+        (lambda: dict(pixel_values=torch.randn(3, 64, 96)), "must have shape (batch_size, 3, height, width)"),
+        (lambda: dict(pixel_values=torch.randn(1, 4, 64, 96)), "must have shape (batch_size, 3, height, width)"),
+        (lambda: dict(pixel_values=torch.zeros(1, 3, 64, 64, dtype=torch.uint8)), "floating-point"),
+        (lambda: dict(pixel_values=torch.randn(1, 3, 60, 64)), "multiples of 32"),
+        (lambda: dict(pixel_values=torch.randn(1, 3, 64, 96), pixel_mask=torch.ones(1, 32, 64)), "`pixel_mask` must have shape"),
+        (lambda: dict(pixel_values=torch.randn(1, 3, 64, 96), mask_labels=[torch.zeros(1, 64, 96)]), "given together"),
+        (
+            lambda: dict(pixel_values=torch.randn(1, 3, 64, 96), mask_labels=[torch.zeros(1, 32, 32)], class_labels=[torch.tensor([0])]),
+            "padded input size",
+        ),
+        (
+            lambda: dict(pixel_values=torch.randn(1, 3, 64, 96), mask_labels=[torch.zeros(2, 64, 96)], class_labels=[torch.tensor([0])]),
+            "to match `mask_labels[0]`",
+        ),
+        (
+            lambda: dict(pixel_values=torch.randn(1, 3, 64, 96), mask_labels=[torch.zeros(1, 64, 96)], class_labels=[torch.tensor([9])]),
+            "must be in [0, 3]",
+        ),
+        (
+            lambda: dict(pixel_values=torch.randn(2, 3, 64, 96), mask_labels=[torch.zeros(1, 64, 96)], class_labels=[torch.tensor([0])]),
+            "one entry per image",
+        ),
+    ],
+)
+def test_bad_inputs_get_clear_errors(make_inputs, message):
+    model = make_model(tiny_config())
+    with pytest.raises(ValueError) as error:
+        model(**make_inputs())
+    assert message in str(error.value)
