@@ -517,9 +517,6 @@ class MaskDinoHungarianMatcher(nn.Module):
 # Criterion
 # --------------------------------------------------------------------------------------------------------------------
 
-LOSS_NAMES = ("loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou")
-
-
 def _base_loss_name(key: str) -> str:
     """`"loss_giou_dn_3"` -> `"loss_giou"`."""
     return "_".join(key.split("_")[:2])
