@@ -104,6 +104,5 @@ def test_command_reports_unreadable_images(checkpoint, tmp_path, capsys):
     assert "cannot read image" in capsys.readouterr().err
 
 
-
 def test_help_lists_the_tasks():
     assert "--task {panoptic,instance,semantic,detection}" in build_parser().format_help()

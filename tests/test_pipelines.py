@@ -8,9 +8,17 @@ import pytest
 import torch
 from PIL import Image
 from tiny_checkpoint import LABELS, STUFF_LABEL_IDS, save_tiny_checkpoint
-from transformers import AutoImageProcessor, AutoModelForImageSegmentation, AutoModelForObjectDetection, pipeline
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageSegmentation,
+    AutoModelForObjectDetection,
+    pipeline,
+)
 
-from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino import (
+    MaskDinoForUniversalSegmentation,
+    MaskDinoImageProcessor,
+)
 
 
 @pytest.fixture(scope="module")

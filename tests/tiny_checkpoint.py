@@ -12,7 +12,11 @@ STUFF_LABEL_IDS = [3, 4]
 
 
 def save_tiny_checkpoint(directory: Path) -> Path:
-    from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+    from transformers_maskdino import (
+        MaskDinoConfig,
+        MaskDinoForUniversalSegmentation,
+        MaskDinoImageProcessor,
+    )
 
     backbone = ResNetConfig(
         embedding_size=8,

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-
 TASKS = ("panoptic", "instance", "semantic", "detection")
 # Score threshold used when `--threshold` is not given; `None` means the checkpoint's own inference setting.
 DEFAULT_THRESHOLDS = {"panoptic": None, "instance": 0.5, "semantic": None, "detection": 0.5}
@@ -68,7 +67,9 @@ def predict(image: Image.Image, model, processor, task: str, threshold: float | 
 
     segments = []
     if task == "panoptic":
-        result = processor.post_process_panoptic_segmentation(outputs, threshold=threshold, target_sizes=target_sizes)[0]
+        result = processor.post_process_panoptic_segmentation(outputs, threshold=threshold, target_sizes=target_sizes)[
+            0
+        ]
         segmentation = result["segmentation"].cpu().numpy()
         for info in result["segments_info"]:
             segments.append(
@@ -82,14 +83,18 @@ def predict(image: Image.Image, model, processor, task: str, threshold: float | 
         for info, mask in zip(result["segments_info"], masks):
             segments.append(Segment(info["label_id"], name(info["label_id"]), info["score"], info.get("bbox"), mask))
     elif task == "semantic":
-        segmentation = processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)[0].cpu().numpy()
+        segmentation = (
+            processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)[0].cpu().numpy()
+        )
         for label_id in np.unique(segmentation).tolist():
             segments.append(Segment(label_id, name(label_id), mask=segmentation == label_id))
     elif task == "detection":
         result = processor.post_process_object_detection(
             outputs, 0.5 if threshold is None else threshold, target_sizes
         )[0]
-        for score, label_id, box in zip(result["scores"].tolist(), result["labels"].tolist(), result["boxes"].tolist()):
+        for score, label_id, box in zip(
+            result["scores"].tolist(), result["labels"].tolist(), result["boxes"].tolist()
+        ):
             segments.append(Segment(label_id, name(label_id), score, box))
     else:
         raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
@@ -130,12 +135,16 @@ def render(image: Image.Image, segments: list[Segment], title: str | None = None
     return _append_legend(overlay, segments, font, font_size, title)
 
 
-def _append_legend(overlay: Image.Image, segments: list[Segment], font, font_size: int, title: str | None) -> Image.Image:
+def _append_legend(
+    overlay: Image.Image, segments: list[Segment], font, font_size: int, title: str | None
+) -> Image.Image:
     counts: dict[int, list] = {}
     for segment in segments:
         counts.setdefault(segment.label_id, [segment.label, 0])[1] += 1
     lines = [(None, title or "legend")]
-    lines += [(label_id, f"{label} x{count}" if count > 1 else label) for label_id, (label, count) in sorted(counts.items())]
+    lines += [
+        (label_id, f"{label} x{count}" if count > 1 else label) for label_id, (label, count) in sorted(counts.items())
+    ]
     if not counts:
         lines.append((None, "nothing found"))
     scratch = ImageDraw.Draw(overlay)
@@ -164,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment or detect objects in an image with a Mask DINO checkpoint and save an overlay.",
     )
     parser.add_argument("image", help="path or URL of the input image")
-    parser.add_argument("--model", required=True, help="local directory or Hugging Face Hub id of a converted checkpoint")
+    parser.add_argument(
+        "--model", required=True, help="local directory or Hugging Face Hub id of a converted checkpoint"
+    )
     parser.add_argument("--task", choices=TASKS, default="panoptic", help="what to predict (default: panoptic)")
     parser.add_argument("--output", required=True, help="where to save the overlay (PNG, JPEG, ...)")
     parser.add_argument(
@@ -214,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{args.task}: {len(segments)} found in {args.image} ({image.width}x{image.height}); overlay: {args.output}")
+        print(
+            f"{args.task}: {len(segments)} found in {args.image} ({image.width}x{image.height}); overlay: {args.output}"
+        )
         for segment in segments:
             entry = segment.summary(image_area)
             details = []

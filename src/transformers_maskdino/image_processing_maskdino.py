@@ -13,13 +13,19 @@ import PIL.Image
 import torch
 from torch.nn import functional as F
 from transformers.image_processing_backends import PilBackend
-from transformers.image_processing_outputs import SemanticSegmentationPostProcessorOutput
+from transformers.image_processing_outputs import (
+    SemanticSegmentationPostProcessorOutput,
+)
 from transformers.image_processing_utils import BatchFeature, get_size_dict
 from transformers.image_transforms import center_to_corners_format
-from transformers.image_utils import ChannelDimension, ImageInput, PILImageResampling, SizeDict
+from transformers.image_utils import (
+    ChannelDimension,
+    ImageInput,
+    PILImageResampling,
+    SizeDict,
+)
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType, logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -880,16 +886,10 @@ class MaskDinoImageProcessor(PilBackend):
                     class_probabilities = (class_probabilities / self.panoptic_temperature).softmax(-1)
             mask_logits = read["mask_logits"][index]
             if self.semantic_resize_mask_logits or padded_size is None:
-                scores = self._semantic_scores(
-                    class_probabilities, mask_logits, lambda m: self._resize_mask_logits(m, valid_size, padded_size, output_size)
-                )
+                scores = self._semantic_scores(class_probabilities, mask_logits, valid_size, padded_size, output_size)
             else:
                 # classes are combined at the padded input resolution; the score maps are cropped and resized after
-                scores = self._semantic_scores(
-                    class_probabilities,
-                    mask_logits,
-                    lambda m: self._resize_mask_logits(m, padded_size, padded_size, padded_size),
-                )
+                scores = self._semantic_scores(class_probabilities, mask_logits, padded_size, padded_size, padded_size)
                 scores = self._resize_mask_logits(scores, valid_size, padded_size, output_size)
             segmentation = scores.argmax(0)
             if return_segmentation_scores:
@@ -902,12 +902,15 @@ class MaskDinoImageProcessor(PilBackend):
                 results.append(segmentation)
         return results
 
-    @staticmethod
-    def _semantic_scores(class_probabilities, mask_logits, resize) -> torch.Tensor:
+    def _semantic_scores(self, class_probabilities, mask_logits, valid_size, padded_size, output_size) -> torch.Tensor:
+        """`(num_labels, height, width)` scores, upsampling a few queries at a time to bound memory."""
         scores = None
         for start in range(0, mask_logits.shape[0], SEMANTIC_QUERY_CHUNK_SIZE):
             chunk = slice(start, start + SEMANTIC_QUERY_CHUNK_SIZE)
-            partial = torch.einsum("qc,qhw->chw", class_probabilities[chunk], resize(mask_logits[chunk]).sigmoid())
+            mask_probabilities = self._resize_mask_logits(
+                mask_logits[chunk], valid_size, padded_size, output_size
+            ).sigmoid()
+            partial = torch.einsum("qc,qhw->chw", class_probabilities[chunk], mask_probabilities)
             scores = partial if scores is None else scores + partial
         return scores
 
@@ -965,7 +968,9 @@ class MaskDinoImageProcessor(PilBackend):
             valid_size, padded_size, output_size = self._geometry(read, index, target_sizes)
             class_probabilities = self._class_probabilities(read["class_logits"][index])
             class_scores, labels, queries = self._select_detections(class_probabilities, top_k)
-            mask_logits = self._resize_mask_logits(read["mask_logits"][index][queries], valid_size, padded_size, output_size)
+            mask_logits = self._resize_mask_logits(
+                read["mask_logits"][index][queries], valid_size, padded_size, output_size
+            )
             binary_masks = mask_logits > mask_logit_threshold
             mask_area = binary_masks.flatten(1).sum(1)
             mean_mask_probability = (mask_logits.sigmoid() * binary_masks).flatten(1).sum(1) / (mask_area + 1e-6)
@@ -1033,7 +1038,9 @@ class MaskDinoImageProcessor(PilBackend):
             1 in query order) and `segments_info`, a list of `{"id", "label_id", "was_fused", "score"}`.
         """
         threshold = self.object_mask_threshold if threshold is None else threshold
-        overlap_threshold = self.overlap_threshold if overlap_mask_area_threshold is None else overlap_mask_area_threshold
+        overlap_threshold = (
+            self.overlap_threshold if overlap_mask_area_threshold is None else overlap_mask_area_threshold
+        )
         fuse = set(self.stuff_label_ids if label_ids_to_fuse is None else label_ids_to_fuse)
         read = self._read_outputs(outputs)
         batch_size = read["class_logits"].shape[0]
@@ -1079,7 +1086,12 @@ class MaskDinoImageProcessor(PilBackend):
                         fused_segment_ids[label] = segment_id
                     segmentation[segment_pixels] = segment_id
                     segments_info.append(
-                        {"id": segment_id, "label_id": label, "was_fused": label in fuse, "score": float(kept_scores[k])}
+                        {
+                            "id": segment_id,
+                            "label_id": label,
+                            "was_fused": label in fuse,
+                            "score": float(kept_scores[k]),
+                        }
                     )
             results.append({"segmentation": segmentation, "segments_info": segments_info})
         return results
@@ -1123,7 +1135,9 @@ class MaskDinoImageProcessor(PilBackend):
             class_probabilities = self._class_probabilities(read["class_logits"][index])
             scores, labels, queries = self._select_detections(class_probabilities, top_k)
             keep = scores > threshold
-            boxes = self._boxes_to_output(read["pred_boxes"][index][queries[keep]], valid_size, padded_size, output_size)
+            boxes = self._boxes_to_output(
+                read["pred_boxes"][index][queries[keep]], valid_size, padded_size, output_size
+            )
             results.append({"scores": scores[keep], "labels": labels[keep], "boxes": boxes})
         return results
 
