@@ -129,6 +129,12 @@ def render(image: Image.Image, segments: list[Segment], title: str | None = None
             rows, cols = np.nonzero(segment.mask)
             anchor = (float(np.median(cols)), float(np.median(rows)))
         if anchor is not None:
+            # keep the label inside the image
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            anchor = (
+                max(0, min(anchor[0], overlay.width - (right - left) - 1)),
+                max(0, min(anchor[1], overlay.height - (bottom - top) - 1)),
+            )
             left, top, right, bottom = draw.textbbox(anchor, text, font=font)
             draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0))
             draw.text(anchor, text, fill=color, font=font)
