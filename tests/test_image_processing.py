@@ -436,6 +436,8 @@ def test_save_load_round_trip(tmp_path):
     AutoImageProcessor.register(MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessor}, exist_ok=True)
     auto = AutoImageProcessor.from_pretrained(tmp_path)
     assert type(auto) is MaskDinoImageProcessor
+    # where torchvision is installed, AutoImageProcessor asks for that backend first and falls back to ours
+    assert type(AutoImageProcessor.from_pretrained(tmp_path, backend="torchvision")) is MaskDinoImageProcessor
     assert auto.to_dict() == processor.to_dict()
     image = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     assert torch.equal(
