@@ -319,6 +319,24 @@ def test_training_with_an_image_without_targets_and_denoising_outputs():
     outputs.loss.backward()
 
 
+def test_trainer_label_names_and_explicit_target_boxes():
+    from transformers.utils.generic import find_labels
+
+    assert find_labels(MaskDinoForUniversalSegmentation) == ["mask_labels", "class_labels"]
+    model = make_model(tiny_config(num_denoising=0)).train()
+    masks, labels = random_targets(1, 64, 96, counts=(2,))
+    pixel_values = torch.randn(1, 3, 64, 96)
+    torch.manual_seed(0)
+    derived = model(pixel_values, mask_labels=masks, class_labels=labels).loss_dict
+    derived_boxes = model.build_targets(masks, labels, torch.tensor([[64, 96]]))[0]["boxes"]
+    torch.manual_seed(0)
+    same = model(pixel_values, mask_labels=masks, class_labels=labels, target_boxes=[derived_boxes]).loss_dict
+    torch.manual_seed(0)
+    shifted = model(pixel_values, mask_labels=masks, class_labels=labels, target_boxes=[derived_boxes * 0.5]).loss_dict
+    torch.testing.assert_close(same["loss_bbox"], derived["loss_bbox"])
+    assert not torch.isclose(shifted["loss_bbox"], derived["loss_bbox"])
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     config = tiny_config(num_denoising=0)
     masks, labels = random_targets(1, 64, 96)

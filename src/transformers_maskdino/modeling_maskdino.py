@@ -1318,13 +1318,13 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                     )
 
     def build_targets(
-        self, mask_labels: list[Tensor], class_labels: list[Tensor], image_sizes: Tensor, box_labels=None
+        self, mask_labels: list[Tensor], class_labels: list[Tensor], image_sizes: Tensor, target_boxes=None
     ) -> list[dict[str, Tensor]]:
         """Criterion targets; boxes come from the masks normalised by the unpadded size, unless given."""
         targets = []
         for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
             height, width = (int(size) for size in image_sizes[i])
-            boxes = box_labels[i] if box_labels is not None else target_boxes_from_masks(masks, height, width)
+            boxes = target_boxes[i] if target_boxes is not None else target_boxes_from_masks(masks, height, width)
             targets.append({"labels": labels.long(), "masks": masks.float(), "boxes": boxes.float()})
         return targets
 
@@ -1335,7 +1335,8 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         pixel_mask: Tensor | None = None,
         mask_labels: list[Tensor] | None = None,
         class_labels: list[Tensor] | None = None,
-        box_labels: list[Tensor] | None = None,
+        # not named `*_labels`: Trainer treats every such argument as a label it must find in each eval batch
+        target_boxes: list[Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskDinoForUniversalSegmentationOutput:
         r"""
@@ -1349,7 +1350,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                 Per image, binary masks `(num_targets, height, width)` at the padded input size.
             class_labels (`list[torch.LongTensor]`, *optional*):
                 Per image, labels `(num_targets,)`.
-            box_labels (`list[torch.FloatTensor]`, *optional*):
+            target_boxes (`list[torch.FloatTensor]`, *optional*):
                 Per image, normalised (center_x, center_y, width, height) boxes relative to the unpadded image, used
                 instead of the boxes derived from `mask_labels`.
         """
@@ -1357,7 +1358,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         image_sizes = valid_image_sizes(pixel_values, pixel_mask)
         targets = None
         if mask_labels is not None:
-            targets = self.build_targets(mask_labels, class_labels, image_sizes, box_labels)
+            targets = self.build_targets(mask_labels, class_labels, image_sizes, target_boxes)
 
         outputs = self.model(pixel_values, pixel_mask=pixel_mask, denoising_targets=targets, **kwargs)
 
