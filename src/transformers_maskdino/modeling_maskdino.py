@@ -15,6 +15,7 @@ from transformers.backbone_utils import load_backbone
 from transformers.image_transforms import corners_to_center_format
 from transformers.integrations import use_kernel_forward_from_hub
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
@@ -648,8 +649,6 @@ class MaskDinoPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = [r"MaskDinoPixelDecoderEncoderLayer", r"MaskDinoDecoderLayer"]
     _supports_sdpa = True
-    _supports_flex_attn = True
-    _supports_attention_backend = True
     _keys_to_ignore_on_load_unexpected = [r"num_batches_tracked"]
 
     @classmethod
@@ -705,6 +704,22 @@ def stage_stride(stage_name: str) -> int:
     return 2 ** (int(stage_name[5:]) + 1)
 
 
+def flatten_feature_levels(levels: list[Tensor]):
+    """
+    Flattens feature maps `(batch_size, channels, height_l, width_l)` into one token sequence.
+
+    Returns:
+        `(sequence, spatial_shapes_list, spatial_shapes, level_start_index)`: the `(batch_size, sum of h*w, channels)`
+        sequence, the (height, width) of each level as a list and as a `(num_levels, 2)` tensor, and where each level
+        starts in the sequence.
+    """
+    spatial_shapes_list = [tuple(level.shape[-2:]) for level in levels]
+    sequence = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], 1)
+    spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=sequence.device)
+    level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+    return sequence, spatial_shapes_list, spatial_shapes, level_start_index
+
+
 class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
     """Stack of deformable encoder layers over the flattened multi-scale features."""
 
@@ -728,7 +743,7 @@ class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
         spatial_shapes_list: list[tuple[int, int]],
         level_start_index: Tensor,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> MaskDinoDecoderOutput:
+    ) -> BaseModelOutput:
         r"""
         Args:
             inputs_embeds (`torch.Tensor` of shape `(batch_size, sequence_length, feature_size)`):
@@ -753,7 +768,7 @@ class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
                 level_start_index,
                 **kwargs,
             )
-        return MaskDinoDecoderOutput(last_hidden_state=hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
 
     @staticmethod
     def get_reference_points(spatial_shapes_list, device, dtype) -> Tensor:
@@ -836,8 +851,7 @@ class MaskDinoPixelDecoder(nn.Module):
             levels = levels[::-1]
 
         batch_size = levels[0].shape[0]
-        spatial_shapes_list = [tuple(level.shape[-2:]) for level in levels]
-        inputs_embeds = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], 1)
+        inputs_embeds, spatial_shapes_list, spatial_shapes, level_start_index = flatten_feature_levels(levels)
         position_embeddings = torch.cat(
             [
                 sine_position_embedding_2d(
@@ -848,8 +862,6 @@ class MaskDinoPixelDecoder(nn.Module):
             ],
             1,
         )
-        spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=inputs_embeds.device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
         encoder_outputs = self.encoder(
             inputs_embeds=inputs_embeds,
             position_embeddings=position_embeddings,
@@ -1134,10 +1146,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         decoder_levels = [
             self.input_projections[level](multi_scale_features[level]) for level in reversed(range(num_levels))
         ]
-        spatial_shapes_list = [tuple(level.shape[-2:]) for level in decoder_levels]
-        memory = torch.cat([level.flatten(2).transpose(1, 2) for level in decoder_levels], 1)
-        spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=memory.device)
-        level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        memory, spatial_shapes_list, spatial_shapes, level_start_index = flatten_feature_levels(decoder_levels)
 
         proposal_outputs = encoder_class_logits = topk_indices = None
         if config.init_queries_from_encoder:
