@@ -74,9 +74,9 @@ class MaskDinoImageProcessorKwargs(ImagesKwargs, total=False):
     ignore_index: int | None
     do_reduce_labels: bool
     use_semantic_cross_entropy: bool
-    object_mask_threshold: float
-    overlap_threshold: float
-    panoptic_temperature: float
+    object_mask_threshold: float | int
+    overlap_threshold: float | int
+    panoptic_temperature: float | int
     apply_panoptic_temperature: bool
     detections_per_image: int
     stuff_label_ids: list[int]
