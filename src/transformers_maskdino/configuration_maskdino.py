@@ -135,7 +135,7 @@ class MaskDinoConfig(PreTrainedConfig):
             Fraction of points taken from the most uncertain candidates.
         object_mask_threshold (`float`, *optional*, defaults to 0.25):
             Inference: queries whose best class probability is at or below this are dropped by panoptic
-            post-processing; also the default score threshold of instance post-processing.
+            post-processing.
         overlap_threshold (`float`, *optional*, defaults to 0.8):
             Inference: a panoptic segment is kept when at least this fraction of its mask survives the overlap
             resolution.
