@@ -409,3 +409,49 @@ def test_sources_listed_for_the_wheel():
     for names in msda_kernels._SOURCE_FILES.values():
         for name in names:
             assert (REPO_ROOT / "kernels" / "ms_deform_attn" / name).is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The model with kernels on and off
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_model_outputs_same_with_kernels_on_and_off(cpu_kernel, converted_reference, monkeypatch):
+    from conftest import REFERENCE_DIR
+    from safetensors.torch import load_file
+    from transformers import AutoModelForUniversalSegmentation
+
+    variant = "r50_instance"
+    model = AutoModelForUniversalSegmentation.from_pretrained(converted_reference(variant)).eval()
+    pixel_values = load_file(REFERENCE_DIR / variant / "inputs.safetensors")["pixel_values"]
+    reference = load_file(REFERENCE_DIR / variant / "outputs.safetensors")
+
+    calls = []
+    original = msda_kernels.MultiScaleDeformableAttentionFunction
+
+    class CountingFunction(original):
+        @staticmethod
+        def forward(ctx, *args):
+            calls.append(args[0].shape)
+            return original.forward(ctx, *args)
+
+    monkeypatch.setattr(msda_kernels, "MultiScaleDeformableAttentionFunction", CountingFunction)
+    outputs = {}
+    for mode in ("off", "require"):
+        monkeypatch.setenv("MASKDINO_KERNELS", mode)
+        with torch.no_grad():
+            outputs[mode] = model(pixel_values)
+    num_layers = model.config.encoder_layers + model.config.decoder_layers
+    assert len(calls) >= num_layers, f"the kernel ran {len(calls)} times, expected one per deformable layer"
+
+    for field, key in [
+        ("class_queries_logits", "decoder.pred_logits"),
+        ("masks_queries_logits", "decoder.pred_masks"),
+        ("pred_boxes", "decoder.pred_boxes"),
+    ]:
+        expected = reference[key]
+        tolerance = 1e-4 * max(1.0, expected.abs().max().item())
+        on, off = getattr(outputs["require"], field), getattr(outputs["off"], field)
+        assert (on - off).abs().max().item() <= tolerance, f"{field}: kernels on vs off"
+        assert (on - expected).abs().max().item() <= tolerance, f"{field}: kernels on vs the original"
+        assert (off - expected).abs().max().item() <= tolerance, f"{field}: kernels off vs the original"

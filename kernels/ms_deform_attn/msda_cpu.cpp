@@ -10,9 +10,21 @@
 
 #include <algorithm>
 #include <tuple>
+#include <vector>
 
 #include "msda_aten.h"
 #include "msda_common.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MSDA_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define MSDA_TARGET_CLONES
+#endif
+#if defined(__GNUC__)
+#define MSDA_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define MSDA_ALWAYS_INLINE inline
+#endif
 
 namespace maskdino_msda {
 namespace {
@@ -30,17 +42,61 @@ void check_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_star
   }
 }
 
+// The four corners of a location are processed in one pass over the channels. Corners outside the level read a
+// row of zeros (and, in the backward, write to a scratch row), so the loop has no branches and vectorizes.
 template <typename scalar_t>
-void forward_kernel(const ProblemSize& size, const scalar_t* value, const int64_t* shapes, const int64_t* starts,
-                    const scalar_t* sampling_locations, const scalar_t* attention_weights, scalar_t* output) {
+struct CornerRows {
+  const scalar_t* value[4];
+  scalar_t weight[4];
+};
+
+template <typename scalar_t>
+inline CornerRows<scalar_t> corner_rows(const BilinearFootprint<scalar_t>& fp, scalar_t attention_weight,
+                                        const scalar_t* value_bh, const scalar_t* zeros) {
+  CornerRows<scalar_t> rows;
+  for (int corner = 0; corner < 4; ++corner) {
+    const bool inside = fp.offset[corner] >= 0;
+    rows.value[corner] = inside ? value_bh + fp.offset[corner] : zeros;
+    rows.weight[corner] = inside ? attention_weight * fp.weight[corner] : static_cast<scalar_t>(0);
+  }
+  return rows;
+}
+
+template <typename scalar_t>
+struct KernelArgs {
+  ProblemSize size;
+  const scalar_t* value;
+  const int64_t* shapes;
+  const int64_t* starts;
+  const scalar_t* sampling_locations;
+  const scalar_t* attention_weights;
+  const scalar_t* grad_output;  // backward only
+  scalar_t* output;             // forward only
+  scalar_t* grad_value;         // backward only, and the two below
+  scalar_t* grad_locations;
+  scalar_t* grad_weights;
+  int64_t num_chunks;
+};
+
+// Output rows [begin, end) of the forward. One row is one (batch, query): its task owns output[b, q, :], so no
+// synchronisation is needed.
+template <typename scalar_t>
+MSDA_ALWAYS_INLINE void forward_rows(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) {
+  const ProblemSize& size = args.size;
+  const scalar_t* value = args.value;
+  const int64_t* shapes = args.shapes;
+  const int64_t* starts = args.starts;
+  const scalar_t* sampling_locations = args.sampling_locations;
+  const scalar_t* attention_weights = args.attention_weights;
+  scalar_t* output = args.output;
   const int64_t num_heads = size.num_heads;
   const int64_t head_dim = size.head_dim;
   const int64_t num_levels = size.num_levels;
   const int64_t num_points = size.num_points;
   const int64_t token_stride = num_heads * head_dim;
   const int64_t batch_stride = size.num_tokens * token_stride;
-  // One task per (batch, query) row: it owns output[b, q, :], so no synchronisation is needed.
-  at::parallel_for(0, size.batch * size.num_queries, 1, [&](int64_t begin, int64_t end) {
+  {
+    const std::vector<scalar_t> zeros(head_dim, static_cast<scalar_t>(0));
     for (int64_t row = begin; row < end; ++row) {
       const scalar_t* value_b = value + (row / size.num_queries) * batch_stride;
       for (int64_t head = 0; head < num_heads; ++head) {
@@ -48,7 +104,7 @@ void forward_kernel(const ProblemSize& size, const scalar_t* value, const int64_
         const scalar_t* value_bh = value_b + head * head_dim;
         const scalar_t* locations = sampling_locations + item * num_levels * num_points * 2;
         const scalar_t* weights = attention_weights + item * num_levels * num_points;
-        scalar_t* out = output + item * head_dim;
+        scalar_t* __restrict__ out = output + item * head_dim;
         std::fill(out, out + head_dim, static_cast<scalar_t>(0));
         for (int64_t level = 0; level < num_levels; ++level) {
           const int64_t height = shapes[2 * level];
@@ -60,22 +116,21 @@ void forward_kernel(const ProblemSize& size, const scalar_t* value, const int64_
             if (!fp.any_inside) {
               continue;
             }
-            const scalar_t weight = weights[lp];
-            for (int corner = 0; corner < 4; ++corner) {
-              if (fp.offset[corner] < 0) {
-                continue;
-              }
-              const scalar_t w = weight * fp.weight[corner];
-              const scalar_t* v = value_bh + fp.offset[corner];
-              for (int64_t c = 0; c < head_dim; ++c) {
-                out[c] += w * v[c];
-              }
+            const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
+            const scalar_t* __restrict__ v0 = rows.value[0];
+            const scalar_t* __restrict__ v1 = rows.value[1];
+            const scalar_t* __restrict__ v2 = rows.value[2];
+            const scalar_t* __restrict__ v3 = rows.value[3];
+            const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
+#pragma omp simd
+            for (int64_t c = 0; c < head_dim; ++c) {
+              out[c] += w0 * v0[c] + w1 * v1[c] + w2 * v2[c] + w3 * v3[c];
             }
           }
         }
       }
     }
-  });
+  }
 }
 
 // Each task handles one (batch, head) pair and one range of channels, and is the only writer of
@@ -83,10 +138,18 @@ void forward_kernel(const ProblemSize& size, const scalar_t* value, const int64_
 // threads, the channels are split too; the per-location gradients are then partial sums over a channel range,
 // written to separate slices (`chunk`) and added up by the caller.
 template <typename scalar_t>
-void backward_kernel(const ProblemSize& size, int64_t num_chunks, const scalar_t* value, const int64_t* shapes,
-                     const int64_t* starts, const scalar_t* sampling_locations, const scalar_t* attention_weights,
-                     const scalar_t* grad_output, scalar_t* grad_value, scalar_t* grad_locations,
-                     scalar_t* grad_weights) {
+MSDA_ALWAYS_INLINE void backward_tasks(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) {
+  const ProblemSize& size = args.size;
+  const int64_t num_chunks = args.num_chunks;
+  const scalar_t* value = args.value;
+  const int64_t* shapes = args.shapes;
+  const int64_t* starts = args.starts;
+  const scalar_t* sampling_locations = args.sampling_locations;
+  const scalar_t* attention_weights = args.attention_weights;
+  const scalar_t* grad_output = args.grad_output;
+  scalar_t* grad_value = args.grad_value;
+  scalar_t* grad_locations = args.grad_locations;
+  scalar_t* grad_weights = args.grad_weights;
   const int64_t num_heads = size.num_heads;
   const int64_t head_dim = size.head_dim;
   const int64_t num_levels = size.num_levels;
@@ -97,7 +160,7 @@ void backward_kernel(const ProblemSize& size, int64_t num_chunks, const scalar_t
   const int64_t chunk_size = (head_dim + num_chunks - 1) / num_chunks;
   const int64_t items_per_chunk = size.batch * num_queries * num_heads * num_levels * num_points;
 
-  at::parallel_for(0, size.batch * num_heads * num_chunks, 1, [&](int64_t begin, int64_t end) {
+  {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t chunk = task % num_chunks;
       const int64_t head = (task / num_chunks) % num_heads;
@@ -108,6 +171,9 @@ void backward_kernel(const ProblemSize& size, int64_t num_chunks, const scalar_t
       scalar_t* grad_value_bh = grad_value + batch * batch_stride + head * head_dim + c_begin;
       scalar_t* grad_locations_chunk = grad_locations + chunk * items_per_chunk * 2;
       scalar_t* grad_weights_chunk = grad_weights + chunk * items_per_chunk;
+      const int64_t width_c = c_end - c_begin;
+      const std::vector<scalar_t> zeros(std::max<int64_t>(width_c, 1), static_cast<scalar_t>(0));
+      std::vector<scalar_t> scratch(4 * std::max<int64_t>(width_c, 1));
 
       for (int64_t query = 0; query < num_queries; ++query) {
         const int64_t item = (batch * num_queries + query) * num_heads + head;
@@ -125,21 +191,33 @@ void backward_kernel(const ProblemSize& size, int64_t num_chunks, const scalar_t
                                                          starts[level], token_stride);
             scalar_t dot[4] = {0, 0, 0, 0};
             if (fp.any_inside) {
-              const scalar_t weight = weights[lp];
-              for (int corner = 0; corner < 4; ++corner) {
-                if (fp.offset[corner] < 0) {
-                  continue;
-                }
-                const scalar_t* v = value_bh + fp.offset[corner];
-                scalar_t* gv = grad_value_bh + fp.offset[corner];
-                const scalar_t w = weight * fp.weight[corner];
-                scalar_t acc = 0;
-                for (int64_t c = 0; c < c_end - c_begin; ++c) {
-                  acc += go[c] * v[c];
-                  gv[c] += w * go[c];
-                }
-                dot[corner] = acc;
+              const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
+              const scalar_t* __restrict__ v0 = rows.value[0];
+              const scalar_t* __restrict__ v1 = rows.value[1];
+              const scalar_t* __restrict__ v2 = rows.value[2];
+              const scalar_t* __restrict__ v3 = rows.value[3];
+              scalar_t* __restrict__ g0 = fp.offset[0] >= 0 ? grad_value_bh + fp.offset[0] : scratch.data();
+              scalar_t* __restrict__ g1 = fp.offset[1] >= 0 ? grad_value_bh + fp.offset[1] : scratch.data() + width_c;
+              scalar_t* __restrict__ g2 = fp.offset[2] >= 0 ? grad_value_bh + fp.offset[2] : scratch.data() + 2 * width_c;
+              scalar_t* __restrict__ g3 = fp.offset[3] >= 0 ? grad_value_bh + fp.offset[3] : scratch.data() + 3 * width_c;
+              const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
+              scalar_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
+              for (int64_t c = 0; c < width_c; ++c) {
+                const scalar_t g = go[c];
+                d0 += g * v0[c];
+                d1 += g * v1[c];
+                d2 += g * v2[c];
+                d3 += g * v3[c];
+                g0[c] += w0 * g;
+                g1[c] += w1 * g;
+                g2[c] += w2 * g;
+                g3[c] += w3 * g;
               }
+              dot[0] = d0;
+              dot[1] = d1;
+              dot[2] = d2;
+              dot[3] = d3;
             }
             scalar_t grad_x;
             scalar_t grad_y;
@@ -153,8 +231,22 @@ void backward_kernel(const ProblemSize& size, int64_t num_chunks, const scalar_t
         }
       }
     }
-  });
+  }
 }
+
+
+// The row/task loops compiled twice, for x86-64-v3 (AVX2 + FMA) and the baseline, picked at load time by the CPU
+// (GCC function multi-versioning). No -march flag is needed, so a cached build stays valid on any x86-64 CPU.
+#define MSDA_DEFINE_ENTRY_POINTS(scalar_t)                                                               \
+  MSDA_TARGET_CLONES void run_forward_rows(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) { \
+    forward_rows<scalar_t>(args, begin, end);                                                           \
+  }                                                                                                     \
+  MSDA_TARGET_CLONES void run_backward_tasks(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) { \
+    backward_tasks<scalar_t>(args, begin, end);                                                         \
+  }
+MSDA_DEFINE_ENTRY_POINTS(float)
+MSDA_DEFINE_ENTRY_POINTS(double)
+#undef MSDA_DEFINE_ENTRY_POINTS
 
 at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                       const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
@@ -167,9 +259,16 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor&
     return output;
   }
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
-    forward_kernel<scalar_t>(size, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-                             level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<scalar_t>(),
-                             attention_weights.data_ptr<scalar_t>(), output.data_ptr<scalar_t>());
+    KernelArgs<scalar_t> args{};
+    args.size = size;
+    args.value = value.data_ptr<scalar_t>();
+    args.shapes = spatial_shapes.data_ptr<int64_t>();
+    args.starts = level_start_index.data_ptr<int64_t>();
+    args.sampling_locations = sampling_locations.data_ptr<scalar_t>();
+    args.attention_weights = attention_weights.data_ptr<scalar_t>();
+    args.output = output.data_ptr<scalar_t>();
+    at::parallel_for(0, size.batch * size.num_queries, 1,
+                     [&](int64_t begin, int64_t end) { run_forward_rows(args, begin, end); });
   });
   return output;
 }
@@ -197,11 +296,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
                                 attention_weights.options());
   if (value.numel() > 0 && grad_weights.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
-      backward_kernel<scalar_t>(size, num_chunks, value.data_ptr<scalar_t>(), spatial_shapes.data_ptr<int64_t>(),
-                                level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr<scalar_t>(),
-                                attention_weights.data_ptr<scalar_t>(), grad_output.data_ptr<scalar_t>(),
-                                grad_value.data_ptr<scalar_t>(), grad_locations.data_ptr<scalar_t>(),
-                                grad_weights.data_ptr<scalar_t>());
+      KernelArgs<scalar_t> args{};
+      args.size = size;
+      args.num_chunks = num_chunks;
+      args.value = value.data_ptr<scalar_t>();
+      args.shapes = spatial_shapes.data_ptr<int64_t>();
+      args.starts = level_start_index.data_ptr<int64_t>();
+      args.sampling_locations = sampling_locations.data_ptr<scalar_t>();
+      args.attention_weights = attention_weights.data_ptr<scalar_t>();
+      args.grad_output = grad_output.data_ptr<scalar_t>();
+      args.grad_value = grad_value.data_ptr<scalar_t>();
+      args.grad_locations = grad_locations.data_ptr<scalar_t>();
+      args.grad_weights = grad_weights.data_ptr<scalar_t>();
+      at::parallel_for(0, size.batch * size.num_heads * num_chunks, 1,
+                       [&](int64_t begin, int64_t end) { run_backward_tasks(args, begin, end); });
     });
   } else {
     grad_locations.zero_();
