@@ -1,26 +1,53 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """
-Convert an original Mask DINO checkpoint (detectron2 `.pth` + yaml config) into a transformers model directory.
+Convert an original Mask DINO checkpoint (detectron2 `.pth`) into a Hub-ready transformers model directory.
 
-    python conversion/convert_maskdino_to_hf.py --config-file CONFIG.yaml --checkpoint MODEL.pth \
-        --output-dir DIR [--metadata METADATA.json]
+One of the eight released checkpoints, by name (downloads it unless `--checkpoint` gives a local copy):
 
-The directory (`config.json`, `model.safetensors`, `preprocessor_config.json`) loads with
-`AutoModelForUniversalSegmentation.from_pretrained(DIR)` once `transformers_maskdino` is imported. The converter
-refuses to write when a checkpoint tensor is not used, a model tensor is not filled, or a shape differs.
+    python conversion/convert_maskdino_to_hf.py --model-name maskdino-r50-coco-panoptic --output-dir DIR \
+        [--checkpoint LOCAL.pth] [--verify ORIGINAL_OUTPUTS.safetensors] [--push-to-hub ORG/REPO]
+
+Any checkpoint, with its detectron2 yaml (following `_BASE_`) and optional dataset metadata:
+
+    python conversion/convert_maskdino_to_hf.py --config-file CONFIG.yaml --checkpoint MODEL.pth --output-dir DIR \
+        [--metadata METADATA.json] [--verify ORIGINAL_OUTPUTS.safetensors] [--push-to-hub ORG/REPO]
+
+`--list-models` lists the released names. The directory holds `config.json`, `model.safetensors`,
+`preprocessor_config.json` (the dataset's test-time resize and the checkpoint's inference settings), the code files
+that `trust_remote_code=True` loads when `transformers_maskdino` is not installed, and, for released checkpoints, a
+model card (`README.md`). The converter refuses to write when a checkpoint tensor is not used, a model tensor is not
+filled, or a shape differs. `--verify` compares the converted model's outputs with outputs saved from the original
+(format in `conversion/README.md`). `--push-to-hub` uploads the directory with `huggingface_hub` and needs a write
+token (`hf auth login`, `HF_TOKEN`, or `--token`).
 """
 
 import argparse
+import ast
+import hashlib
 import json
+import os
+import pickle
 import re
+import shutil
+import struct
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import yaml
 from transformers import ResNetConfig, SwinConfig
 
+import transformers_maskdino
 from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+
+CONVERSION_DIR = Path(__file__).resolve().parent
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transformers_maskdino" / "checkpoints"
 
 
 class ConversionError(ValueError):
@@ -42,23 +69,161 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def load_detectron2_yaml(path: str | Path) -> dict:
+class UnevaluatedPythonTag:
+    """A value written with a `!!python/...` yaml tag (e.g. detectron2's `!!python/object/apply:eval [...]`), kept
+    as text. The converter never evaluates code from a config file; it fails if it needs such a value."""
+
+    def __init__(self, tag: str, value):
+        self.tag = tag
+        self.value = value
+
+    def __repr__(self):
+        return f"!!{self.tag} {self.value!r}"
+
+
+class Detectron2YamlLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that also reads the `!!python/...` tags detectron2 configs use, without running them."""
+
+
+def _construct_python_tag(loader, tag_suffix, node):
+    if isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    if tag_suffix == "tuple":
+        return list(value)
+    return UnevaluatedPythonTag(f"python/{tag_suffix}", value)
+
+
+Detectron2YamlLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_python_tag)
+
+
+def load_detectron2_yaml(path: str | Path, _included_from: Path | None = None) -> dict:
     """Reads a detectron2 yaml, following `_BASE_` files (relative to the file that names them)."""
     path = Path(path)
+    if not path.is_file():
+        where = f" (the _BASE_ of {_included_from})" if _included_from is not None else ""
+        raise FileNotFoundError(f"Config file {path}{where} does not exist.")
     with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+        cfg = yaml.load(f, Loader=Detectron2YamlLoader) or {}
+    if not isinstance(cfg, dict):
+        raise ConversionError(f"{path} is not a detectron2 config: expected a mapping at the top level.")
     base = cfg.pop("_BASE_", None)
     if base is not None:
-        cfg = _merge(load_detectron2_yaml(path.parent / base), cfg)
+        cfg = _merge(load_detectron2_yaml(path.parent / base, _included_from=path), cfg)
     return cfg
 
 
-def _get(cfg: dict, dotted: str, default=None):
+# The value of every key the converter reads when a yaml does not set it: detectron2's defaults
+# (`detectron2/config/defaults.py`) with the original's additions (`maskdino/config.py` `add_maskdino_config`). The
+# original's yamls rely on them (e.g. `FEATURE_ORDER` is only set by some configs), so they must be the original's.
+ORIGINAL_DEFAULTS = {
+    # detectron2
+    "MODEL.BACKBONE.NAME": "build_resnet_backbone",
+    "MODEL.PIXEL_MEAN": [103.530, 116.280, 123.675],
+    "MODEL.PIXEL_STD": [1.0, 1.0, 1.0],
+    "MODEL.RESNETS.DEPTH": 50,
+    "MODEL.RESNETS.NORM": "FrozenBN",
+    "MODEL.RESNETS.NUM_GROUPS": 1,
+    "MODEL.RESNETS.WIDTH_PER_GROUP": 64,
+    "MODEL.RESNETS.STRIDE_IN_1X1": True,
+    "MODEL.RESNETS.RES5_DILATION": 1,
+    "MODEL.RESNETS.RES2_OUT_CHANNELS": 256,
+    "MODEL.RESNETS.STEM_OUT_CHANNELS": 64,
+    "MODEL.RESNETS.DEFORM_ON_PER_STAGE": [False, False, False, False],
+    "MODEL.RESNETS.STEM_TYPE": "basic",  # not a detectron2 key; the original's yamls write it and mark it unused
+    "MODEL.SEM_SEG_HEAD.IN_FEATURES": ["p2", "p3", "p4", "p5"],
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM": 128,
+    "MODEL.SEM_SEG_HEAD.COMMON_STRIDE": 4,
+    "MODEL.SEM_SEG_HEAD.NORM": "GN",
+    "INPUT.MIN_SIZE_TEST": 800,
+    "INPUT.MAX_SIZE_TEST": 1333,
+    "INPUT.FORMAT": "BGR",
+    "TEST.DETECTIONS_PER_IMAGE": 100,
+    # maskdino/config.py
+    "MODEL.MaskDINO.LEARN_TGT": False,
+    "MODEL.MaskDINO.PANO_BOX_LOSS": False,
+    "MODEL.MaskDINO.SEMANTIC_CE_LOSS": False,
+    "MODEL.MaskDINO.DEEP_SUPERVISION": True,
+    "MODEL.MaskDINO.NO_OBJECT_WEIGHT": 0.1,
+    "MODEL.MaskDINO.CLASS_WEIGHT": 4.0,
+    "MODEL.MaskDINO.DICE_WEIGHT": 5.0,
+    "MODEL.MaskDINO.MASK_WEIGHT": 5.0,
+    "MODEL.MaskDINO.BOX_WEIGHT": 5.0,
+    "MODEL.MaskDINO.GIOU_WEIGHT": 2.0,
+    "MODEL.MaskDINO.COST_CLASS_WEIGHT": 4.0,
+    "MODEL.MaskDINO.COST_DICE_WEIGHT": 5.0,
+    "MODEL.MaskDINO.COST_MASK_WEIGHT": 5.0,
+    "MODEL.MaskDINO.COST_BOX_WEIGHT": 5.0,
+    "MODEL.MaskDINO.COST_GIOU_WEIGHT": 2.0,
+    "MODEL.MaskDINO.NHEADS": 8,
+    "MODEL.MaskDINO.DROPOUT": 0.1,
+    "MODEL.MaskDINO.DIM_FEEDFORWARD": 2048,
+    "MODEL.MaskDINO.DEC_LAYERS": 6,
+    "MODEL.MaskDINO.INITIAL_PRED": True,
+    "MODEL.MaskDINO.BOX_LOSS": True,
+    "MODEL.MaskDINO.HIDDEN_DIM": 256,
+    "MODEL.MaskDINO.NUM_OBJECT_QUERIES": 100,
+    "MODEL.MaskDINO.ENFORCE_INPUT_PROJ": False,
+    "MODEL.MaskDINO.TWO_STAGE": True,
+    "MODEL.MaskDINO.INITIALIZE_BOX_TYPE": "no",
+    "MODEL.MaskDINO.DN": "seg",
+    "MODEL.MaskDINO.DN_NOISE_SCALE": 0.4,
+    "MODEL.MaskDINO.DN_NUM": 100,
+    "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES": ["res3", "res4", "res5"],
+    "MODEL.SEM_SEG_HEAD.DIM_FEEDFORWARD": 1024,
+    "MODEL.SEM_SEG_HEAD.TOTAL_NUM_FEATURE_LEVELS": 4,
+    "MODEL.SEM_SEG_HEAD.FEATURE_ORDER": "high2low",
+    "MODEL.MaskDINO.TEST.SEMANTIC_ON": True,
+    "MODEL.MaskDINO.TEST.INSTANCE_ON": False,
+    "MODEL.MaskDINO.TEST.PANOPTIC_ON": False,
+    "MODEL.MaskDINO.TEST.OBJECT_MASK_THRESHOLD": 0.0,
+    "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD": 0.0,
+    "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL": True,
+    "MODEL.MaskDINO.TEST.PANO_TEMPERATURE": 0.06,
+    "MODEL.MaskDINO.SIZE_DIVISIBILITY": 32,
+    "MODEL.SEM_SEG_HEAD.MASK_DIM": 256,
+    "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS": 0,
+    "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME": "MaskDINOEncoder",
+    "MODEL.MaskDINO.TRAIN_NUM_POINTS": 112 * 112,
+    "MODEL.MaskDINO.OVERSAMPLE_RATIO": 3.0,
+    "MODEL.MaskDINO.IMPORTANCE_SAMPLE_RATIO": 0.75,
+    "MODEL.SWIN.PRETRAIN_IMG_SIZE": 224,
+    "MODEL.SWIN.PATCH_SIZE": 4,
+    "MODEL.SWIN.EMBED_DIM": 96,
+    "MODEL.SWIN.DEPTHS": [2, 2, 6, 2],
+    "MODEL.SWIN.NUM_HEADS": [3, 6, 12, 24],
+    "MODEL.SWIN.WINDOW_SIZE": 7,
+    "MODEL.SWIN.MLP_RATIO": 4.0,
+    "MODEL.SWIN.QKV_BIAS": True,
+    "MODEL.SWIN.QK_SCALE": None,
+    "MODEL.SWIN.DROP_RATE": 0.0,
+    "MODEL.SWIN.ATTN_DROP_RATE": 0.0,
+    "MODEL.SWIN.DROP_PATH_RATE": 0.3,
+    "MODEL.SWIN.APE": False,
+    "MODEL.SWIN.PATCH_NORM": True,
+}
+_REQUIRED = object()
+
+
+def _get(cfg: dict, dotted: str, default=_REQUIRED):
+    """`cfg[dotted]`, else `default`, else the original's default (`ORIGINAL_DEFAULTS`)."""
     node = cfg
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return default
+            if default is not _REQUIRED:
+                return default
+            if dotted in ORIGINAL_DEFAULTS:
+                return ORIGINAL_DEFAULTS[dotted]
+            raise ConversionError(f"The config does not set {dotted}, which has no default.")
         node = node[part]
+    if isinstance(node, UnevaluatedPythonTag):
+        raise ConversionError(
+            f"{dotted} is written as a Python expression ({node!r}); the converter does not evaluate code from "
+            "config files. Replace it with its value."
+        )
     return node
 
 
@@ -74,51 +239,51 @@ RESNET_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
 
 def _backbone_config(cfg: dict, out_features: list[str]):
-    name = _get(cfg, "MODEL.BACKBONE.NAME", "build_resnet_backbone")
+    name = _get(cfg, "MODEL.BACKBONE.NAME")
     if name == "build_resnet_backbone":
-        depth = _get(cfg, "MODEL.RESNETS.DEPTH", 50)
+        depth = _get(cfg, "MODEL.RESNETS.DEPTH")
         if depth not in RESNET_DEPTHS:
             raise ConversionError(f"MODEL.RESNETS.DEPTH={depth} is not supported: expected one of {list(RESNET_DEPTHS)}.")
-        res2 = _get(cfg, "MODEL.RESNETS.RES2_OUT_CHANNELS", 256)
-        groups = _get(cfg, "MODEL.RESNETS.NUM_GROUPS", 1)
-        width = _get(cfg, "MODEL.RESNETS.WIDTH_PER_GROUP", 64) * groups
+        res2 = _get(cfg, "MODEL.RESNETS.RES2_OUT_CHANNELS")
+        groups = _get(cfg, "MODEL.RESNETS.NUM_GROUPS")
+        width = _get(cfg, "MODEL.RESNETS.WIDTH_PER_GROUP") * groups
         if groups != 1 or width * 4 != res2:
             raise ConversionError(
                 f"Only plain bottleneck ResNets are supported (NUM_GROUPS 1, WIDTH_PER_GROUP = RES2_OUT_CHANNELS / 4); "
                 f"got NUM_GROUPS={groups}, WIDTH_PER_GROUP={width // groups}, RES2_OUT_CHANNELS={res2}."
             )
-        if _get(cfg, "MODEL.RESNETS.RES5_DILATION", 1) != 1 or any(_get(cfg, "MODEL.RESNETS.DEFORM_ON_PER_STAGE", [])):
+        if _get(cfg, "MODEL.RESNETS.RES5_DILATION") != 1 or any(_get(cfg, "MODEL.RESNETS.DEFORM_ON_PER_STAGE")):
             raise ConversionError("Dilated or deformable ResNet stages are not supported.")
-        if _get(cfg, "MODEL.RESNETS.STEM_TYPE", "basic") != "basic":
+        if _get(cfg, "MODEL.RESNETS.STEM_TYPE") != "basic":
             raise ConversionError("Only the basic ResNet stem is supported.")
         return ResNetConfig(
-            embedding_size=_get(cfg, "MODEL.RESNETS.STEM_OUT_CHANNELS", 64),
+            embedding_size=_get(cfg, "MODEL.RESNETS.STEM_OUT_CHANNELS"),
             hidden_sizes=[res2, res2 * 2, res2 * 4, res2 * 8],
             depths=RESNET_DEPTHS[depth],
             layer_type="bottleneck",
             hidden_act="relu",
-            downsample_in_bottleneck=bool(_get(cfg, "MODEL.RESNETS.STRIDE_IN_1X1", True)),
+            downsample_in_bottleneck=bool(_get(cfg, "MODEL.RESNETS.STRIDE_IN_1X1")),
             out_features=out_features,
         )
     if name == "D2SwinTransformer":
-        if _get(cfg, "MODEL.SWIN.APE", False):
+        if _get(cfg, "MODEL.SWIN.APE"):
             raise ConversionError("Swin with absolute position embeddings (MODEL.SWIN.APE) is not supported.")
-        if not _get(cfg, "MODEL.SWIN.PATCH_NORM", True):
+        if not _get(cfg, "MODEL.SWIN.PATCH_NORM"):
             raise ConversionError("Swin without patch normalisation (MODEL.SWIN.PATCH_NORM False) is not supported.")
         if _get(cfg, "MODEL.SWIN.QK_SCALE") is not None:
             raise ConversionError("A custom Swin MODEL.SWIN.QK_SCALE is not supported.")
         return SwinConfig(
-            image_size=_get(cfg, "MODEL.SWIN.PRETRAIN_IMG_SIZE", 224),
-            patch_size=_get(cfg, "MODEL.SWIN.PATCH_SIZE", 4),
-            embed_dim=_get(cfg, "MODEL.SWIN.EMBED_DIM", 96),
-            depths=list(_get(cfg, "MODEL.SWIN.DEPTHS", [2, 2, 6, 2])),
-            num_heads=list(_get(cfg, "MODEL.SWIN.NUM_HEADS", [3, 6, 12, 24])),
-            window_size=_get(cfg, "MODEL.SWIN.WINDOW_SIZE", 7),
-            mlp_ratio=float(_get(cfg, "MODEL.SWIN.MLP_RATIO", 4.0)),
-            qkv_bias=bool(_get(cfg, "MODEL.SWIN.QKV_BIAS", True)),
-            hidden_dropout_prob=float(_get(cfg, "MODEL.SWIN.DROP_RATE", 0.0)),
-            attention_probs_dropout_prob=float(_get(cfg, "MODEL.SWIN.ATTN_DROP_RATE", 0.0)),
-            drop_path_rate=float(_get(cfg, "MODEL.SWIN.DROP_PATH_RATE", 0.3)),
+            image_size=_get(cfg, "MODEL.SWIN.PRETRAIN_IMG_SIZE"),
+            patch_size=_get(cfg, "MODEL.SWIN.PATCH_SIZE"),
+            embed_dim=_get(cfg, "MODEL.SWIN.EMBED_DIM"),
+            depths=list(_get(cfg, "MODEL.SWIN.DEPTHS")),
+            num_heads=list(_get(cfg, "MODEL.SWIN.NUM_HEADS")),
+            window_size=_get(cfg, "MODEL.SWIN.WINDOW_SIZE"),
+            mlp_ratio=float(_get(cfg, "MODEL.SWIN.MLP_RATIO")),
+            qkv_bias=bool(_get(cfg, "MODEL.SWIN.QKV_BIAS")),
+            hidden_dropout_prob=float(_get(cfg, "MODEL.SWIN.DROP_RATE")),
+            attention_probs_dropout_prob=float(_get(cfg, "MODEL.SWIN.ATTN_DROP_RATE")),
+            drop_path_rate=float(_get(cfg, "MODEL.SWIN.DROP_PATH_RATE")),
             out_features=out_features,
         )
     raise ConversionError(
@@ -144,114 +309,142 @@ def labels_from_metadata(metadata: dict, num_labels: int) -> tuple[dict[int, str
     return {i: str(name) for i, name in enumerate(names)}, sorted(stuff_ids)
 
 
-def config_from_detectron2(cfg: dict, metadata: dict | None = None) -> MaskDinoConfig:
-    """Builds a `MaskDinoConfig` from a merged detectron2 config dict (and optional dataset metadata)."""
-    if _get(cfg, "MODEL.META_ARCHITECTURE", "MaskDINO") != "MaskDINO":
+def labels_from_dataset(dataset: dict) -> tuple[dict[int, str], list[int]]:
+    """`id2label` and the stuff label ids from one of our `conversion/datasets/*.json` label lists."""
+    labels = dataset["labels"]
+    if [label["id"] for label in labels] != list(range(len(labels))):
+        raise ConversionError(f"The labels of {dataset.get('name')!r} must have ids 0..{len(labels) - 1} in order.")
+    return {label["id"]: label["name"] for label in labels}, [label["id"] for label in labels if not label["isthing"]]
+
+
+def config_from_detectron2(
+    cfg: dict, metadata: dict | None = None, labels: tuple[dict[int, str], list[int]] | None = None
+) -> MaskDinoConfig:
+    """
+    Builds a `MaskDinoConfig` from a merged detectron2 config dict. The label names and stuff labels come from
+    detectron2-style dataset `metadata`, or from `labels` (`(id2label, stuff_label_ids)`), or are left generic.
+    """
+    if _get(cfg, "MODEL.META_ARCHITECTURE", None) is None or _get(cfg, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", None) is None:
+        raise ConversionError(
+            "The config sets no MODEL.META_ARCHITECTURE or no MODEL.SEM_SEG_HEAD.NUM_CLASSES: it looks like a _BASE_ "
+            "file (dataset, solver and input settings shared by several models). Pass the model's yaml, the one "
+            "that names this file as its _BASE_."
+        )
+    if _get(cfg, "MODEL.META_ARCHITECTURE") != "MaskDINO":
         raise ConversionError(f"MODEL.META_ARCHITECTURE is {_get(cfg, 'MODEL.META_ARCHITECTURE')!r}, not 'MaskDINO'.")
-    if _get(cfg, "MODEL.SEM_SEG_HEAD.NORM", "GN") != "GN":
+    if _get(cfg, "MODEL.SEM_SEG_HEAD.NORM") != "GN":
         raise ConversionError("Only GroupNorm pixel decoders (MODEL.SEM_SEG_HEAD.NORM: GN) are supported.")
-    if _get(cfg, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME", "MaskDINOEncoder") != "MaskDINOEncoder":
+    if _get(cfg, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME") != "MaskDINOEncoder":
         raise ConversionError("Only the MaskDINOEncoder pixel decoder is supported.")
-    if _get(cfg, "MODEL.MaskDINO.HIDDEN_DIM", 256) % 4:
+    if _get(cfg, "MODEL.MaskDINO.HIDDEN_DIM") % 4:
         raise ConversionError("MODEL.MaskDINO.HIDDEN_DIM must be divisible by 4.")
 
-    in_features = list(_get(cfg, "MODEL.SEM_SEG_HEAD.IN_FEATURES", ["res2", "res3", "res4", "res5"]))
-    encoder_features = list(_get(cfg, "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", in_features))
+    in_features = list(_get(cfg, "MODEL.SEM_SEG_HEAD.IN_FEATURES"))
+    encoder_features = list(_get(cfg, "MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES"))
     backbone_config = _backbone_config(cfg, [_stage_name(name) for name in sorted(in_features)])
     num_labels = int(_get(cfg, "MODEL.SEM_SEG_HEAD.NUM_CLASSES"))
-    dn = str(_get(cfg, "MODEL.MaskDINO.DN", "seg"))
+    dn = str(_get(cfg, "MODEL.MaskDINO.DN"))
     if dn not in ("no", "standard", "seg"):
         raise ConversionError(f"MODEL.MaskDINO.DN={dn!r}: expected 'no', 'standard' or 'seg'.")
-    box_init = str(_get(cfg, "MODEL.MaskDINO.INITIALIZE_BOX_TYPE", "no"))
+    box_init = str(_get(cfg, "MODEL.MaskDINO.INITIALIZE_BOX_TYPE"))
     box_init = {"no": "none"}.get(box_init, box_init)
-    semantic_on = bool(_get(cfg, "MODEL.MaskDINO.TEST.SEMANTIC_ON", False))
-    panoptic_on = bool(_get(cfg, "MODEL.MaskDINO.TEST.PANOPTIC_ON", False))
-    norm = _get(cfg, "MODEL.RESNETS.NORM", "FrozenBN")
-    noise_scale = float(_get(cfg, "MODEL.MaskDINO.DN_NOISE_SCALE", 0.4))
+    semantic_on = bool(_get(cfg, "MODEL.MaskDINO.TEST.SEMANTIC_ON"))
+    panoptic_on = bool(_get(cfg, "MODEL.MaskDINO.TEST.PANOPTIC_ON"))
+    norm = _get(cfg, "MODEL.RESNETS.NORM")
+    noise_scale = float(_get(cfg, "MODEL.MaskDINO.DN_NOISE_SCALE"))
 
     kwargs = {}
+    if metadata is not None and labels is not None:
+        raise ConversionError("Pass either dataset metadata or labels, not both.")
     if metadata is not None:
-        id2label, stuff_label_ids = labels_from_metadata(metadata, num_labels)
-        kwargs.update(id2label=id2label, stuff_label_ids=stuff_label_ids)
+        labels = labels_from_metadata(metadata, num_labels)
+    if labels is not None:
+        id2label, stuff_label_ids = labels
+        if len(id2label) != num_labels:
+            raise ConversionError(
+                f"{len(id2label)} labels were given but the config has {num_labels} classes "
+                "(MODEL.SEM_SEG_HEAD.NUM_CLASSES)."
+            )
+        kwargs.update(id2label=dict(id2label), stuff_label_ids=list(stuff_label_ids))
     else:
         kwargs.update(num_labels=num_labels)
 
     return MaskDinoConfig(
         backbone_config=backbone_config,
         freeze_backbone_batch_norm=norm == "FrozenBN" or _get(cfg, "MODEL.BACKBONE.NAME") == "D2SwinTransformer",
-        hidden_dim=int(_get(cfg, "MODEL.MaskDINO.HIDDEN_DIM", 256)),
-        num_queries=int(_get(cfg, "MODEL.MaskDINO.NUM_OBJECT_QUERIES", 300)),
-        feature_size=int(_get(cfg, "MODEL.SEM_SEG_HEAD.CONVS_DIM", 256)),
-        mask_feature_size=int(_get(cfg, "MODEL.SEM_SEG_HEAD.MASK_DIM", 256)),
+        hidden_dim=int(_get(cfg, "MODEL.MaskDINO.HIDDEN_DIM")),
+        num_queries=int(_get(cfg, "MODEL.MaskDINO.NUM_OBJECT_QUERIES")),
+        feature_size=int(_get(cfg, "MODEL.SEM_SEG_HEAD.CONVS_DIM")),
+        mask_feature_size=int(_get(cfg, "MODEL.SEM_SEG_HEAD.MASK_DIM")),
         encoder_in_features=[_stage_name(name) for name in encoder_features],
-        num_feature_levels=int(_get(cfg, "MODEL.SEM_SEG_HEAD.TOTAL_NUM_FEATURE_LEVELS", len(encoder_features))),
-        encoder_low_resolution_first=_get(cfg, "MODEL.SEM_SEG_HEAD.FEATURE_ORDER", "low2high") == "high2low",
-        common_stride=int(_get(cfg, "MODEL.SEM_SEG_HEAD.COMMON_STRIDE", 4)),
-        encoder_layers=int(_get(cfg, "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS", 6)),
-        encoder_ffn_dim=int(_get(cfg, "MODEL.SEM_SEG_HEAD.DIM_FEEDFORWARD", 1024)),
+        num_feature_levels=int(_get(cfg, "MODEL.SEM_SEG_HEAD.TOTAL_NUM_FEATURE_LEVELS")),
+        encoder_low_resolution_first=_get(cfg, "MODEL.SEM_SEG_HEAD.FEATURE_ORDER") == "high2low",
+        common_stride=int(_get(cfg, "MODEL.SEM_SEG_HEAD.COMMON_STRIDE")),
+        encoder_layers=int(_get(cfg, "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS")),
+        encoder_ffn_dim=int(_get(cfg, "MODEL.SEM_SEG_HEAD.DIM_FEEDFORWARD")),
         # the original's encoder takes its heads from MaskDINO.NHEADS and always samples 4 points; the decoder
         # always uses 8 heads and 4 points
-        encoder_attention_heads=int(_get(cfg, "MODEL.MaskDINO.NHEADS", 8)),
+        encoder_attention_heads=int(_get(cfg, "MODEL.MaskDINO.NHEADS")),
         encoder_n_points=4,
-        decoder_layers=int(_get(cfg, "MODEL.MaskDINO.DEC_LAYERS", 9)),
-        decoder_ffn_dim=int(_get(cfg, "MODEL.MaskDINO.DIM_FEEDFORWARD", 2048)),
+        decoder_layers=int(_get(cfg, "MODEL.MaskDINO.DEC_LAYERS")),
+        decoder_ffn_dim=int(_get(cfg, "MODEL.MaskDINO.DIM_FEEDFORWARD")),
         decoder_attention_heads=8,
         decoder_n_points=4,
-        enforce_input_projection=bool(_get(cfg, "MODEL.MaskDINO.ENFORCE_INPUT_PROJ", False)),
-        dropout=float(_get(cfg, "MODEL.MaskDINO.DROPOUT", 0.0)),
-        init_queries_from_encoder=bool(_get(cfg, "MODEL.MaskDINO.TWO_STAGE", True)),
-        learnable_query_content=bool(_get(cfg, "MODEL.MaskDINO.LEARN_TGT", False)),
-        initial_prediction=bool(_get(cfg, "MODEL.MaskDINO.INITIAL_PRED", True)),
+        enforce_input_projection=bool(_get(cfg, "MODEL.MaskDINO.ENFORCE_INPUT_PROJ")),
+        dropout=float(_get(cfg, "MODEL.MaskDINO.DROPOUT")),
+        init_queries_from_encoder=bool(_get(cfg, "MODEL.MaskDINO.TWO_STAGE")),
+        learnable_query_content=bool(_get(cfg, "MODEL.MaskDINO.LEARN_TGT")),
+        initial_prediction=bool(_get(cfg, "MODEL.MaskDINO.INITIAL_PRED")),
         mask_enhanced_box_init=box_init,
-        num_denoising=0 if dn == "no" else int(_get(cfg, "MODEL.MaskDINO.DN_NUM", 100)),
+        num_denoising=0 if dn == "no" else int(_get(cfg, "MODEL.MaskDINO.DN_NUM")),
         label_noise_ratio=noise_scale,
         box_noise_scale=noise_scale,
         denoise_masks=dn == "seg",
-        use_semantic_cross_entropy=bool(_get(cfg, "MODEL.MaskDINO.SEMANTIC_CE_LOSS", False))
+        use_semantic_cross_entropy=bool(_get(cfg, "MODEL.MaskDINO.SEMANTIC_CE_LOSS"))
         and semantic_on
         and not panoptic_on,
-        class_weight=float(_get(cfg, "MODEL.MaskDINO.CLASS_WEIGHT", 4.0)),
-        mask_weight=float(_get(cfg, "MODEL.MaskDINO.MASK_WEIGHT", 5.0)),
-        dice_weight=float(_get(cfg, "MODEL.MaskDINO.DICE_WEIGHT", 5.0)),
-        box_weight=float(_get(cfg, "MODEL.MaskDINO.BOX_WEIGHT", 5.0)),
-        giou_weight=float(_get(cfg, "MODEL.MaskDINO.GIOU_WEIGHT", 2.0)),
-        no_object_weight=float(_get(cfg, "MODEL.MaskDINO.NO_OBJECT_WEIGHT", 0.1)),
-        class_cost=float(_get(cfg, "MODEL.MaskDINO.COST_CLASS_WEIGHT", 4.0)),
-        mask_cost=float(_get(cfg, "MODEL.MaskDINO.COST_MASK_WEIGHT", 5.0)),
-        dice_cost=float(_get(cfg, "MODEL.MaskDINO.COST_DICE_WEIGHT", 5.0)),
-        box_cost=float(_get(cfg, "MODEL.MaskDINO.COST_BOX_WEIGHT", 5.0)),
-        giou_cost=float(_get(cfg, "MODEL.MaskDINO.COST_GIOU_WEIGHT", 2.0)),
-        use_auxiliary_loss=bool(_get(cfg, "MODEL.MaskDINO.DEEP_SUPERVISION", True)),
-        box_loss=bool(_get(cfg, "MODEL.MaskDINO.BOX_LOSS", True)),
+        class_weight=float(_get(cfg, "MODEL.MaskDINO.CLASS_WEIGHT")),
+        mask_weight=float(_get(cfg, "MODEL.MaskDINO.MASK_WEIGHT")),
+        dice_weight=float(_get(cfg, "MODEL.MaskDINO.DICE_WEIGHT")),
+        box_weight=float(_get(cfg, "MODEL.MaskDINO.BOX_WEIGHT")),
+        giou_weight=float(_get(cfg, "MODEL.MaskDINO.GIOU_WEIGHT")),
+        no_object_weight=float(_get(cfg, "MODEL.MaskDINO.NO_OBJECT_WEIGHT")),
+        class_cost=float(_get(cfg, "MODEL.MaskDINO.COST_CLASS_WEIGHT")),
+        mask_cost=float(_get(cfg, "MODEL.MaskDINO.COST_MASK_WEIGHT")),
+        dice_cost=float(_get(cfg, "MODEL.MaskDINO.COST_DICE_WEIGHT")),
+        box_cost=float(_get(cfg, "MODEL.MaskDINO.COST_BOX_WEIGHT")),
+        giou_cost=float(_get(cfg, "MODEL.MaskDINO.COST_GIOU_WEIGHT")),
+        use_auxiliary_loss=bool(_get(cfg, "MODEL.MaskDINO.DEEP_SUPERVISION")),
+        box_loss=bool(_get(cfg, "MODEL.MaskDINO.BOX_LOSS")),
         # PANO_BOX_LOSS=True is the original's decoupled box loss that leaves stuff boxes out
-        panoptic_box_loss=not _get(cfg, "MODEL.MaskDINO.PANO_BOX_LOSS", False),
-        train_num_points=int(_get(cfg, "MODEL.MaskDINO.TRAIN_NUM_POINTS", 12544)),
-        oversample_ratio=float(_get(cfg, "MODEL.MaskDINO.OVERSAMPLE_RATIO", 3.0)),
-        importance_sample_ratio=float(_get(cfg, "MODEL.MaskDINO.IMPORTANCE_SAMPLE_RATIO", 0.75)),
-        object_mask_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OBJECT_MASK_THRESHOLD", 0.25)),
-        overlap_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD", 0.8)),
-        panoptic_temperature=float(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TEMPERATURE", 0.06)),
-        apply_panoptic_temperature=bool(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL", True)),
-        detections_per_image=int(_get(cfg, "TEST.DETECTIONS_PER_IMAGE", 100)),
+        panoptic_box_loss=not _get(cfg, "MODEL.MaskDINO.PANO_BOX_LOSS"),
+        train_num_points=int(_get(cfg, "MODEL.MaskDINO.TRAIN_NUM_POINTS")),
+        oversample_ratio=float(_get(cfg, "MODEL.MaskDINO.OVERSAMPLE_RATIO")),
+        importance_sample_ratio=float(_get(cfg, "MODEL.MaskDINO.IMPORTANCE_SAMPLE_RATIO")),
+        object_mask_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OBJECT_MASK_THRESHOLD")),
+        overlap_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD")),
+        panoptic_temperature=float(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TEMPERATURE")),
+        apply_panoptic_temperature=bool(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL")),
+        detections_per_image=int(_get(cfg, "TEST.DETECTIONS_PER_IMAGE")),
         **kwargs,
     )
 
 
 def image_processor_from_detectron2(cfg: dict, config: MaskDinoConfig) -> MaskDinoImageProcessor:
     """The processor with the dataset's test-time resize, the pixel statistics and the checkpoint's inference defaults."""
-    if _get(cfg, "INPUT.FORMAT", "RGB") != "RGB":
+    if _get(cfg, "INPUT.FORMAT") != "RGB":
         raise ConversionError(
             f"INPUT.FORMAT={_get(cfg, 'INPUT.FORMAT')!r}: only RGB-trained checkpoints are supported (the processor "
             "feeds RGB images)."
         )
     return MaskDinoImageProcessor(
         size={
-            "shortest_edge": int(_get(cfg, "INPUT.MIN_SIZE_TEST", 800)),
-            "longest_edge": int(_get(cfg, "INPUT.MAX_SIZE_TEST", 1333)),
+            "shortest_edge": int(_get(cfg, "INPUT.MIN_SIZE_TEST")),
+            "longest_edge": int(_get(cfg, "INPUT.MAX_SIZE_TEST")),
         },
-        image_mean=[float(v) for v in _get(cfg, "MODEL.PIXEL_MEAN", [123.675, 116.28, 103.53])],
-        image_std=[float(v) for v in _get(cfg, "MODEL.PIXEL_STD", [58.395, 57.12, 57.375])],
-        size_divisor=int(_get(cfg, "MODEL.MaskDINO.SIZE_DIVISIBILITY", 32)) or 32,
+        image_mean=[float(v) for v in _get(cfg, "MODEL.PIXEL_MEAN")],
+        image_std=[float(v) for v in _get(cfg, "MODEL.PIXEL_STD")],
+        size_divisor=int(_get(cfg, "MODEL.MaskDINO.SIZE_DIVISIBILITY")) or 32,
         use_semantic_cross_entropy=config.use_semantic_cross_entropy,
         object_mask_threshold=config.object_mask_threshold,
         overlap_threshold=config.overlap_threshold,
@@ -391,7 +584,7 @@ def convert_state_dict(original: dict[str, torch.Tensor], config: MaskDinoConfig
             continue  # rebuilt from the config by the loss
         alias = next((re.sub(p, t, key) for p, t in ALIASES.items() if re.fullmatch(p, key)), None)
         if alias is not None:
-            if alias not in original or not torch.equal(original[alias], tensor):
+            if alias not in original or not (original[alias] is tensor or torch.equal(original[alias], tensor)):
                 raise ConversionError(f"{key} should be an alias of {alias} (one shared tensor), but it differs.")
             continue
         # the original's in_proj stacks (q, k, v); ours are three layers
@@ -433,20 +626,31 @@ NOT_IN_ORIGINAL = {
 }
 
 
-def check_and_load(model: MaskDinoForUniversalSegmentation, converted: dict[str, torch.Tensor], unused: list[str]):
-    """Loads `converted` into `model`, refusing unused, missing or mis-shaped tensors (all listed at once)."""
-    expected = model.state_dict()
+def relative_position_index_problems(model: torch.nn.Module, converted: dict[str, torch.Tensor]) -> list[str]:
+    """Removes the original's Swin `relative_position_index` tables from `converted` and checks them against the
+    model's own (recomputed) buffers."""
+    problems = []
+    buffers = dict(model.named_buffers())
+    for key in [k for k in converted if k.endswith("attn.relative_position_index")]:
+        tensor = converted.pop(key)
+        stage, block = re.search(r"layers\.(\d+)\.blocks\.(\d+)", key).groups()
+        ours = (
+            f"model.backbone.swin.encoder.layers.{stage}.blocks.{block}.attention.relative_position_bias."
+            "relative_position_index"
+        )
+        buffer = buffers.get(ours)
+        if buffer is None or buffer.numel() != tensor.numel() or not torch.equal(buffer.to(tensor.dtype), tensor.flatten()):
+            problems.append(f"{key} differs from our relative position index ({ours}).")
+    return problems
+
+
+def conversion_problems(
+    expected: Mapping[str, torch.Size], converted: Mapping[str, torch.Tensor], unused: list[str]
+) -> list[str]:
+    """Unused checkpoint tensors, names the model does not have, model tensors left unfilled, shape mismatches."""
     problems = []
     if unused:
         problems.append("checkpoint tensors that map to nothing:\n  " + "\n  ".join(sorted(unused)))
-    position_indices = {k: v for k, v in converted.items() if k.endswith("attn.relative_position_index")}
-    for key, tensor in position_indices.items():
-        stage_block = re.search(r"layers\.(\d+)\.blocks\.(\d+)", key).groups()
-        ours = "model.backbone.swin.encoder.layers.{}.blocks.{}.attention.relative_position_bias.relative_position_index".format(*stage_block)
-        buffer = dict(model.named_buffers()).get(ours)
-        if buffer is None or not torch.equal(buffer.to(tensor.dtype), tensor.flatten()):
-            problems.append(f"{key} differs from our relative position index ({ours}).")
-        del converted[key]
     unexpected = sorted(set(converted) - set(expected))
     if unexpected:
         problems.append("mapped names the model does not have:\n  " + "\n  ".join(unexpected))
@@ -458,15 +662,124 @@ def check_and_load(model: MaskDinoForUniversalSegmentation, converted: dict[str,
     if missing:
         problems.append("model tensors the checkpoint does not fill:\n  " + "\n  ".join(missing))
     mismatched = [
-        f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[key].shape)}"
+        f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(expected[key])}"
         for key, tensor in converted.items()
-        if key in expected and tensor.shape != expected[key].shape
+        if key in expected and tuple(tensor.shape) != tuple(expected[key])
     ]
     if mismatched:
         problems.append("shape mismatches:\n  " + "\n  ".join(mismatched))
+    return problems
+
+
+def architecture_mismatches(original: Mapping[str, torch.Tensor], config: MaskDinoConfig) -> list[str]:
+    """
+    The main architecture settings read off the checkpoint's tensors that differ from `config`: a readable summary
+    of why shapes do not match (e.g. a checkpoint trained with another config than the one given).
+    """
+    found = []
+
+    def count(pattern):
+        return len({m.group(1) for k in original if (m := re.fullmatch(pattern, k))})
+
+    pixel, predictor = "sem_seg_head.pixel_decoder.", "sem_seg_head.predictor."
+    checks = [
+        ("encoder levels (num_feature_levels)", pixel + "transformer.level_embed", 0, config.num_feature_levels),
+        ("encoder feed-forward width", pixel + "transformer.encoder.layers.0.linear1.weight", 0, config.encoder_ffn_dim),
+        ("decoder feed-forward width", predictor + "decoder.layers.0.linear1.weight", 0, config.decoder_ffn_dim),
+        ("class logits", predictor + "class_embed.weight", 0, config.num_class_logits),
+        ("learned queries", predictor + "query_feat.weight", 0, config.num_queries),
+    ]
+    for what, key, dim, ours in checks:
+        if key in original and original[key].shape[dim] != ours:
+            found.append(f"{what}: checkpoint {original[key].shape[dim]} ({key}), config {ours}")
+    for what, pattern, ours in (
+        ("encoder layers", re.escape(pixel) + r"transformer\.encoder\.layers\.(\d+)\..*", config.encoder_layers),
+        ("decoder layers", re.escape(predictor) + r"decoder\.layers\.(\d+)\..*", config.decoder_layers),
+    ):
+        theirs = count(pattern)
+        if theirs and theirs != ours:
+            found.append(f"{what}: checkpoint {theirs}, config {ours}")
+    two_stage = predictor + "enc_output.weight" in original
+    if any(k.startswith(predictor) for k in original) and two_stage != config.init_queries_from_encoder:
+        found.append(
+            f"query selection from the encoder (TWO_STAGE): checkpoint {two_stage}, config {config.init_queries_from_encoder}"
+        )
+    if found:
+        return ["the checkpoint was not trained with this config:\n  " + "\n  ".join(found)]
+    return []
+
+
+def check_and_load(
+    model: MaskDinoForUniversalSegmentation,
+    converted: dict[str, torch.Tensor],
+    unused: list[str],
+    known_problems: list[str] | None = None,
+):
+    """Loads `converted` into `model`, refusing unused, missing or mis-shaped tensors (all listed at once)."""
+    problems = list(known_problems or []) + relative_position_index_problems(model, converted)
+    problems += conversion_problems({k: v.shape for k, v in model.state_dict().items()}, converted, unused)
     if problems:
         raise ConversionError("Refusing to convert:\n" + "\n".join(problems))
     model.load_state_dict(converted, strict=False)
+
+
+def load_original_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    """The model state dict of an original `.pth` checkpoint (read with `weights_only=True`)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist.")
+    try:
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise ConversionError(
+            f"{checkpoint} cannot be read as a PyTorch checkpoint with torch.load(weights_only=True): {error}. "
+            "Expected the original's .pth file (a dict with a 'model' state dict); the converter does not unpickle "
+            "arbitrary objects."
+        ) from error
+    original = loaded.get("model", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(original, dict) or not all(isinstance(v, torch.Tensor) for v in original.values()):
+        raise ConversionError(
+            f"{checkpoint} holds no state dict (expected a dict of tensors, or a dict with a 'model' entry)."
+        )
+    return original
+
+
+@dataclass
+class ConversionResult:
+    """A converted model and what the conversion did."""
+
+    model: MaskDinoForUniversalSegmentation
+    image_processor: MaskDinoImageProcessor
+    num_checkpoint_tensors: int
+    num_mapped: int
+    num_aliases: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def convert_checkpoint(
+    cfg: dict,
+    original: dict[str, torch.Tensor],
+    metadata: dict | None = None,
+    labels: tuple[dict[int, str], list[int]] | None = None,
+) -> ConversionResult:
+    """Converts an original state dict with its merged detectron2 config into our model and image processor."""
+    config = config_from_detectron2(cfg, metadata, labels)
+    config.architectures = ["MaskDinoForUniversalSegmentation"]
+    image_processor = image_processor_from_detectron2(cfg, config)
+    model = MaskDinoForUniversalSegmentation(config).eval()
+    converted, unused = convert_state_dict(original, config, len(model.model.pixel_decoder.fpn_features))
+    num_mapped = len(converted)
+    check_and_load(model, converted, unused, architecture_mismatches(original, config))
+    skipped = [k for k in original if k == "criterion.empty_weight"]
+    aliases = [k for k in original if any(re.fullmatch(p, k) for p in ALIASES)]
+    return ConversionResult(
+        model=model,
+        image_processor=image_processor,
+        num_checkpoint_tensors=len(original),
+        num_mapped=num_mapped,
+        num_aliases=len(aliases),
+        skipped=skipped,
+    )
 
 
 def convert(
@@ -474,48 +787,481 @@ def convert(
     checkpoint: str | Path,
     output_dir: str | Path | None = None,
     metadata_file: str | Path | None = None,
+    *,
+    remote_code: bool = True,
+    progress: bool = False,
 ):
     """
-    Converts `checkpoint` with `config_file` (and optional detectron2-style dataset metadata). Writes the model and
-    its processor to `output_dir` when given, and returns `(model, image_processor)`.
+    Converts `checkpoint` with `config_file` (and optional detectron2-style dataset metadata). Writes the model, its
+    processor and (with `remote_code`) the code files for `trust_remote_code=True` to `output_dir` when given, and
+    returns `(model, image_processor)`.
     """
     cfg = load_detectron2_yaml(config_file)
     metadata = None
     if metadata_file is not None:
         with open(metadata_file) as f:
             metadata = json.load(f)
-    config = config_from_detectron2(cfg, metadata)
-    config.architectures = ["MaskDinoForUniversalSegmentation"]
-    image_processor = image_processor_from_detectron2(cfg, config)
-
-    loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    original = loaded.get("model", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(original, dict):
-        raise ConversionError(f"{checkpoint} holds no state dict (expected a dict, or a dict with a 'model' entry).")
-
-    model = MaskDinoForUniversalSegmentation(config).eval()
-    converted, unused = convert_state_dict(original, config, len(model.model.pixel_decoder.fpn_features))
-    check_and_load(model, converted, unused)
-
+    result = convert_checkpoint(cfg, load_original_state_dict(checkpoint), metadata)
     if output_dir is not None:
-        model.save_pretrained(output_dir)
-        image_processor.save_pretrained(output_dir)
-    return model, image_processor
+        write_model_directory(result.model, result.image_processor, output_dir, remote_code=remote_code, progress=progress)
+    return result.model, result.image_processor
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing the model directory
+# ---------------------------------------------------------------------------------------------------------------------
+
+# The package modules that `trust_remote_code=True` loads, written flat beside the weights. They import each other with
+# single-dot relative imports only (checked by `remote_code_files`); the kernel sources are not shipped, so the
+# deformable attention falls back to its PyTorch path there.
+REMOTE_CODE_MODULES = (
+    "configuration_maskdino",
+    "modeling_maskdino",
+    "loss_maskdino",
+    "msda_kernels",
+    "image_processing_maskdino",
+)
+MODEL_CLASS = "modeling_maskdino.MaskDinoForUniversalSegmentation"
+CONFIG_AUTO_MAP = {
+    "AutoConfig": "configuration_maskdino.MaskDinoConfig",
+    "AutoModel": "modeling_maskdino.MaskDinoModel",
+    "AutoModelForUniversalSegmentation": MODEL_CLASS,
+    # the image-segmentation pipeline loads through this one
+    "AutoModelForImageSegmentation": MODEL_CLASS,
+    "AutoModelForObjectDetection": MODEL_CLASS,
+}
+PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "image_processing_maskdino.MaskDinoImageProcessor"}
+
+
+def remote_code_files() -> list[Path]:
+    """The package files written beside the weights, after checking that their relative imports stay among them."""
+    package_dir = Path(transformers_maskdino.__file__).resolve().parent
+    files = [package_dir / f"{name}.py" for name in REMOTE_CODE_MODULES]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                if node.level != 1 or node.module not in REMOTE_CODE_MODULES:
+                    raise ConversionError(
+                        f"{path.name} imports `{'.' * node.level}{node.module or ''}`: Hub remote code needs single-dot "
+                        f"imports of the modules shipped beside the weights ({', '.join(REMOTE_CODE_MODULES)})."
+                    )
+    return files
+
+
+def write_remote_code(output_dir: str | Path) -> None:
+    """Copies the code files and adds the `auto_map` entries to `config.json` and `preprocessor_config.json`."""
+    output_dir = Path(output_dir)
+    for path in remote_code_files():
+        shutil.copyfile(path, output_dir / path.name)
+    for file_name, auto_map in (("config.json", CONFIG_AUTO_MAP), ("preprocessor_config.json", PROCESSOR_AUTO_MAP)):
+        with open(output_dir / file_name) as f:
+            content = json.load(f)
+        content["auto_map"] = dict(auto_map)
+        with open(output_dir / file_name, "w") as f:
+            json.dump(content, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+_SAFETENSORS_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def write_safetensors(
+    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str], progress: bool = True
+) -> None:
+    """
+    Writes `tensors` in the safetensors format, tensor by tensor with a progress bar over the bytes written (the
+    `safetensors` library writes a whole file in one call). Tensors are laid out by decreasing element size, so every
+    tensor stays aligned, as the library does.
+    """
+    from tqdm.auto import tqdm
+
+    if sys.byteorder != "little":
+        raise ConversionError("Writing safetensors needs a little-endian machine.")
+    names = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
+    header, offset = {}, 0
+    for name in names:
+        tensor = tensors[name]
+        if tensor.dtype not in _SAFETENSORS_DTYPES:
+            raise ConversionError(f"{name} has dtype {tensor.dtype}, which safetensors cannot store.")
+        size = tensor.numel() * tensor.element_size()
+        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    header["__metadata__"] = dict(metadata)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    chunk = 64 << 20
+    with open(partial, "wb") as f, tqdm(
+        total=offset, unit="B", unit_scale=True, desc=f"Writing {path.name}", disable=not progress
+    ) as bar:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for name in names:
+            data = tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            for start in range(0, data.size, chunk):
+                f.write(memoryview(data[start : start + chunk]))
+                bar.update(min(chunk, data.size - start))
+    os.replace(partial, path)
+
+
+def save_model(model: MaskDinoForUniversalSegmentation, output_dir: str | Path, progress: bool = True) -> None:
+    """
+    What `model.save_pretrained(output_dir)` writes (config with architectures and dtype, one `model.safetensors` with
+    shared tensors stored once), with a progress bar while the weights are written.
+    """
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.config.dtype = str(model.dtype).split(".")[1]
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(output_dir)
+    state_dict = remove_tied_weights_from_state_dict(model.state_dict(), model)
+    write_safetensors(state_dict, output_dir / "model.safetensors", {"format": "pt"}, progress=progress)
+
+
+def write_model_directory(
+    model: MaskDinoForUniversalSegmentation,
+    image_processor: MaskDinoImageProcessor,
+    output_dir: str | Path,
+    remote_code: bool = True,
+    progress: bool = True,
+) -> None:
+    """Writes the model, its image processor and (with `remote_code`) the files `trust_remote_code=True` loads."""
+    save_model(model, output_dir, progress=progress)
+    image_processor.save_pretrained(output_dir)
+    if remote_code:
+        write_remote_code(output_dir)
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Verification against outputs saved from the original
+# ---------------------------------------------------------------------------------------------------------------------
+
+VERIFY_TOLERANCE = 1e-4
+_PREDICTION_FIELDS = {"pred_logits": "class_queries_logits", "pred_masks": "masks_queries_logits", "pred_boxes": "pred_boxes"}
+
+
+@dataclass
+class VerifyReport:
+    """Per-key max |ours - original| and the keys that fail `difference <= tolerance * max(1, max |original|)`."""
+
+    differences: dict[str, float]
+    failures: list[str]
+    ignored: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def _our_prediction(outputs, key: str) -> torch.Tensor | None:
+    match = re.fullmatch(r"decoder\.(?:(aux)\.(\d+)\.|(interm)\.)?(pred_logits|pred_masks|pred_boxes)", key)
+    if match is None:
+        return None
+    aux, index, interm, name = match.groups()
+    field_name = _PREDICTION_FIELDS[name]
+    if aux:
+        auxiliary = outputs.auxiliary_outputs or []
+        return auxiliary[int(index)].get(field_name) if int(index) < len(auxiliary) else None
+    if interm:
+        return (outputs.encoder_proposal_outputs or {}).get(field_name)
+    return getattr(outputs, field_name)
+
+
+def verify_outputs(model, outputs_file: str | Path, tolerance: float = VERIFY_TOLERANCE) -> VerifyReport:
+    """
+    Runs `model` on the `pixel_values` stored in `outputs_file` and compares every `decoder.*` prediction stored there
+    (format in `conversion/README.md`). Other keys are ignored and reported.
+    """
+    from safetensors.torch import load_file
+
+    reference = load_file(str(outputs_file))
+    if "pixel_values" not in reference:
+        raise ConversionError(
+            f"{outputs_file} has no `pixel_values`: it must hold the exact normalised, padded tensor the original "
+            "model was run on, next to its `decoder.*` outputs."
+        )
+    required = {"decoder.pred_logits", "decoder.pred_masks", "decoder.pred_boxes"}
+    if not required <= set(reference):
+        raise ConversionError(f"{outputs_file} lacks {sorted(required - set(reference))}; expected at least {sorted(required)}.")
+    parameter = next(model.parameters())
+    with torch.no_grad():
+        outputs = model.eval()(reference["pixel_values"].to(parameter.device, parameter.dtype))
+    differences, failures, ignored = {}, [], []
+    for key in sorted(reference):
+        if key == "pixel_values" or not key.startswith("decoder."):
+            if key != "pixel_values":
+                ignored.append(key)
+            continue
+        ours = _our_prediction(outputs, key)
+        expected = reference[key]
+        if ours is None:
+            failures.append(f"{key}: the converted model produces no such output")
+            continue
+        if tuple(ours.shape) != tuple(expected.shape):
+            failures.append(f"{key}: shape {tuple(ours.shape)} vs original {tuple(expected.shape)}")
+            continue
+        difference = (ours.float().cpu() - expected.float()).abs().max().item()
+        differences[key] = difference
+        bound = tolerance * max(1.0, expected.abs().max().item())
+        if not difference <= bound:
+            failures.append(f"{key}: max |ours - original| = {difference:.3e} > {bound:.1e}")
+    return VerifyReport(differences, failures, ignored)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Downloading and pushing
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def download_checkpoint(
+    url: str, destination: str | Path, progress: bool = True, expected_sha256: str | None = None
+) -> Path:
+    """
+    Downloads `url` (http(s) or file) to `destination` with a progress bar, through a `.partial` file renamed once
+    complete. An existing `destination` is reused. With `expected_sha256`, the file must have that digest.
+    """
+    from tqdm.auto import tqdm
+
+    destination = Path(destination)
+    if not destination.is_file():
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(destination.name + ".partial")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as f:
+                total = response.headers.get("Content-Length")
+                with tqdm(
+                    total=int(total) if total else None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"Downloading {destination.name}",
+                    disable=not progress,
+                ) as bar:
+                    for block in iter(lambda: response.read(1 << 20), b""):
+                        f.write(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, OSError) as error:
+            partial.unlink(missing_ok=True)
+            raise ConversionError(
+                f"Could not download {url}: {error}. Download it by other means and pass --checkpoint FILE."
+            ) from error
+        os.replace(partial, destination)
+    if expected_sha256 is not None:
+        digest = sha256_of(destination)
+        if digest != expected_sha256:
+            raise ConversionError(
+                f"{destination} has sha256 {digest}, but the release's is {expected_sha256}: the file is corrupt or "
+                "not the released checkpoint. Delete it and retry."
+            )
+    return destination
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    commit_message: str,
+    commit_description: str | None = None,
+    token: str | None = None,
+    private: bool | None = None,
+    create_pr: bool = False,
+):
+    """
+    Creates `repo_id` if needed and uploads `folder` in one commit with `huggingface_hub`'s `upload_folder`. Needs a
+    token with write access: `token`, or the one `huggingface_hub` finds (`HF_TOKEN`, `hf auth login`).
+    """
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise ConversionError(
+            "--push-to-hub needs a Hugging Face token with write access: run `hf auth login`, set HF_TOKEN, or pass "
+            "--token."
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return api.upload_folder(
+        repo_id=repo_id,
+        repo_type="model",
+        folder_path=str(folder),
+        commit_message=commit_message,
+        commit_description=commit_description,
+        create_pr=create_pr,
+    )
+
+
+def _parse_args(argv):
+    from released import RELEASED
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-name", choices=sorted(RELEASED), help="one of the released checkpoints (see "
+                        "--list-models).")
+    parser.add_argument("--config-file", help="detectron2 yaml of the checkpoint (follows _BASE_); with --model-name "
+                        "it replaces the table's config (labels, processor and card still come from the table).")
+    parser.add_argument("--list-models", action="store_true", help="list the released checkpoints and exit.")
+    parser.add_argument("--checkpoint", help="local original .pth (required with --config-file; with --model-name it "
+                        "replaces the download).")
+    parser.add_argument("--checkpoint-url", help="with --model-name: download from this URL (http(s) or file) instead "
+                        "of the release's.")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where downloads are kept "
+                        f"(default {DEFAULT_CACHE_DIR}).")
+    parser.add_argument("--output-dir", help="directory to write the converted model to.")
+    parser.add_argument("--metadata", help="with --config-file: detectron2-style dataset metadata JSON (class names, "
+                        "thing/stuff id maps) for id2label and the stuff labels.")
+    parser.add_argument("--verify", help="safetensors file of outputs saved from the original (pixel_values and "
+                        "decoder.* predictions, see conversion/README.md); the written model must reproduce them.")
+    parser.add_argument("--verify-tolerance", type=float, default=VERIFY_TOLERANCE, help="allowed max |ours - "
+                        "original| relative to max(1, max |original|) (default %(default)s).")
+    parser.add_argument("--push-to-hub", metavar="ORG/REPO", help="upload the directory to this Hub model repo "
+                        "(needs a write token: `hf auth login`, HF_TOKEN or --token).")
+    parser.add_argument("--token", help="Hugging Face token for --push-to-hub (default: the saved or HF_TOKEN one).")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo as private.")
+    parser.add_argument("--create-pr", action="store_true", help="with --push-to-hub: open a pull request instead of "
+                        "committing to main.")
+    parser.add_argument("--no-remote-code", action="store_true", help="do not write the code files and auto_map for "
+                        "trust_remote_code=True.")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars.")
+    args = parser.parse_args(argv)
+    if args.list_models:
+        return args
+    if not args.model_name and not args.config_file:
+        parser.error("give --model-name (a released checkpoint) or --config-file with --checkpoint.")
+    if not args.output_dir:
+        parser.error("--output-dir is required.")
+    if args.config_file and not args.model_name and not args.checkpoint:
+        parser.error("--config-file needs --checkpoint (the original .pth).")
+    if args.checkpoint_url and not args.model_name:
+        parser.error("--checkpoint-url only applies with --model-name.")
+    if args.metadata and not args.config_file:
+        parser.error("--metadata only applies with --config-file (released models use conversion/datasets/).")
+    return args
+
+
+def _list_models() -> None:
+    from released import RELEASED
+
+    for entry in RELEASED.values():
+        print(f"{entry.name:48s} {', '.join(entry.tasks):38s} {entry.file_name}")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, help="detectron2 yaml of the checkpoint (follows _BASE_).")
-    parser.add_argument("--checkpoint", required=True, help="original .pth checkpoint.")
-    parser.add_argument("--output-dir", required=True, help="directory to write the converted model to.")
-    parser.add_argument(
-        "--metadata",
-        help="detectron2-style dataset metadata JSON (class names, thing/stuff id maps) for id2label and stuff labels.",
+    args = _parse_args(argv)
+    if args.list_models:
+        _list_models()
+        return
+    progress = not args.no_progress
+    output_dir = Path(args.output_dir)
+    entry = None
+    if args.model_name:
+        from released import get_released
+
+        entry = get_released(args.model_name)
+        config_file = Path(args.config_file) if args.config_file else entry.config_path
+        if args.checkpoint:
+            checkpoint = Path(args.checkpoint)
+        else:
+            url = args.checkpoint_url or entry.url
+            checkpoint = download_checkpoint(url, args.cache_dir / entry.file_name, progress, entry.sha256)
+        dataset = entry.load_dataset()
+        cfg = load_detectron2_yaml(config_file)
+        resize = image_processor_from_detectron2(cfg, config_from_detectron2(cfg)).size
+        expected_resize = dataset["test_resize"]
+        if (resize["shortest_edge"], resize["longest_edge"]) != (expected_resize["shortest_edge"], expected_resize["longest_edge"]):
+            raise ConversionError(
+                f"{config_file} resizes to {dict(resize)} but datasets/{entry.dataset}.json says "
+                f"{expected_resize}; fix the data so they agree."
+            )
+        labels = labels_from_dataset(dataset)
+        metadata = None
+    else:
+        config_file, checkpoint = Path(args.config_file), Path(args.checkpoint)
+        cfg = load_detectron2_yaml(config_file)
+        labels, metadata = None, None
+        if args.metadata:
+            with open(args.metadata) as f:
+                metadata = json.load(f)
+
+    source_sha256 = sha256_of(checkpoint)
+    result = convert_checkpoint(cfg, load_original_state_dict(checkpoint), metadata, labels)
+    model = result.model
+    write_model_directory(model, result.image_processor, output_dir, remote_code=not args.no_remote_code, progress=progress)
+    if entry is not None:
+        from model_card import render_model_card
+
+        card = render_model_card(
+            entry,
+            dataset,
+            repo_id=args.push_to_hub or entry.name,
+            num_parameters=model.num_parameters(),
+            source_sha256=source_sha256,
+            config_name=None if config_file == entry.config_path else config_file.name,
+            object_mask_threshold=model.config.object_mask_threshold,
+            overlap_threshold=model.config.overlap_threshold,
+        )
+        (output_dir / "README.md").write_text(card)
+
+    # reload what was written: the directory must give back every tensor
+    reloaded = MaskDinoForUniversalSegmentation.from_pretrained(output_dir).eval()
+    expected_state = model.state_dict()
+    reloaded_state = reloaded.state_dict()
+    differing = [k for k, v in expected_state.items() if k not in reloaded_state or not torch.equal(v, reloaded_state[k])]
+    if differing:
+        raise ConversionError(f"{output_dir} does not reload identically; differing tensors: {differing[:10]}")
+
+    num_parameters = model.num_parameters()
+    print(f"Source:      {checkpoint} (sha256 {source_sha256})")
+    print(f"Config:      {config_file}")
+    print(
+        f"Tensors:     {result.num_checkpoint_tensors} in the checkpoint: {result.num_mapped} mapped to "
+        f"{len(expected_state)} model tensors, {result.num_aliases} aliases of the shared box head and decoder norm, "
+        f"{len(result.skipped)} skipped ({', '.join(result.skipped) or 'none'})"
     )
-    args = parser.parse_args(argv)
-    model, _ = convert(args.config_file, args.checkpoint, args.output_dir, args.metadata)
-    num_parameters = sum(p.numel() for p in model.parameters())
-    print(f"Wrote {args.output_dir}: {len(model.state_dict())} tensors, {num_parameters:,} parameters.")
+    print(f"Parameters:  {num_parameters:,}")
+    print(f"Written:     {output_dir} (model.safetensors sha256 {sha256_of(output_dir / 'model.safetensors')}); reload OK")
+
+    if args.verify:
+        report = verify_outputs(reloaded, args.verify, args.verify_tolerance)
+        for key, difference in report.differences.items():
+            print(f"  verify {key}: max |ours - original| = {difference:.3e}")
+        if report.ignored:
+            print(f"  verify: ignored keys {', '.join(report.ignored)}")
+        if not report.ok:
+            raise SystemExit("Verification failed (nothing pushed):\n  " + "\n  ".join(report.failures))
+        print(f"Verified:    {len(report.differences)} outputs match {args.verify} within {args.verify_tolerance:g}")
+
+    if args.push_to_hub:
+        source_name = entry.file_name if entry is not None else checkpoint.name
+        commit = push_to_hub(
+            output_dir,
+            args.push_to_hub,
+            commit_message=f"Add Mask DINO converted from {source_name}",
+            commit_description=f"Converted from the original checkpoint {source_name} (sha256 {source_sha256}) "
+            f"with config {config_file.name} by conversion/convert_maskdino_to_hf.py.",
+            token=args.token,
+            private=args.private or None,
+            create_pr=args.create_pr,
+        )
+        print(f"Pushed:      {getattr(commit, 'commit_url', commit)}")
 
 
 if __name__ == "__main__":
