@@ -1,0 +1,323 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""
+Train or fine-tune Mask DINO for panoptic, instance or semantic segmentation with the 🤗 `Trainer`.
+
+The dataset is a local directory written by `datasets`' `save_to_disk` or a Hub dataset name, with the columns of
+`transformers_maskdino.synthetic_data`: `image`, `panoptic_map` (segment ids) + `segments_info` (`id`,
+`category_id` as a `ClassLabel`, `isthing`), and `semantic_map` for the semantic task. Start from a checkpoint
+directory / Hub id (`--model_name_or_path`; the classification head is re-initialised when the dataset's labels
+differ) or from scratch with a config file (`--config_name`, optionally with ImageNet backbone weights from
+`--backbone_checkpoint`).
+
+The optimizer defaults are the original's: AdamW, learning rate 1e-4, weight decay 0.05 (none on norms and
+embeddings), backbone learning rate x 0.1, gradient norm clipped to 0.01. Evaluation during training reports PQ,
+COCO mask/box AP and mIoU on the validation split (`--eval_strategy steps --eval_steps N`).
+
+Example (a tiny model on synthetic data, CPU):
+
+    python -m transformers_maskdino.synthetic_data --output-dir synthetic_shapes --num-images 200
+    python examples/finetune_trainer.py --dataset_name synthetic_shapes \
+        --config_name examples/configs/maskdino_tiny_synthetic.json --output_dir out/tiny \
+        --max_steps 200 --per_device_train_batch_size 4 --eval_strategy steps --eval_steps 100
+"""
+
+# This directory also holds `evaluate.py`, which shadows the `evaluate` library for scripts run from here: nothing
+# in this file imports `evaluate`.
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from transformers_maskdino import (
+    MaskDinoConfig,
+    MaskDinoForUniversalSegmentation,
+    MaskDinoImageProcessor,
+)
+from transformers_maskdino.evaluation import SegmentationEvaluator
+from transformers_maskdino.training import (
+    DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_GRAD_NORM,
+    DEFAULT_WEIGHT_DECAY,
+    TASKS,
+    SegmentationTransform,
+    build_optimizer,
+    collate_segmentation_batch,
+    dataset_label_names,
+    dataset_stuff_label_ids,
+    evaluation_loss,
+    load_backbone_weights,
+    load_segmentation_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+# Outputs handed to the metrics; the rest (hidden states, auxiliary predictions, ...) is not gathered.
+PREDICTION_KEYS = ("class_queries_logits", "masks_queries_logits", "pred_boxes", "image_sizes", "padded_image_sizes")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Checkpoint directory or Hub id to fine-tune (a converted Mask DINO)."}
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "config.json (file or directory) of a model to train from scratch, when no checkpoint is given."
+        },
+    )
+    backbone_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "ImageNet backbone weights for a model trained from scratch (save_pretrained dir or state dict)."
+        },
+    )
+    image_processor_name: str | None = field(
+        default=None, metadata={"help": "Image processor directory/Hub id (default: the checkpoint's, or a new one)."}
+    )
+    shortest_edge: int | None = field(
+        default=None, metadata={"help": "Resize images so that their shorter side is this."}
+    )
+    longest_edge: int | None = field(default=None, metadata={"help": "... and their longer side at most this."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        metadata={"help": "A local `save_to_disk` directory or a Hub dataset name (`load_dataset`)."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    task: str = field(default="panoptic", metadata={"help": f"Targets to train on: one of {TASKS}."})
+    train_split: str = field(default="train")
+    eval_split: str = field(
+        default="validation", metadata={"help": "Split for evaluation (made from train if absent)."}
+    )
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Fraction of train held out when the dataset has no `eval_split`."}
+    )
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    flip_probability: float = field(default=0.5, metadata={"help": "Random horizontal flips in training."})
+    image_column: str = field(default="image")
+    panoptic_map_column: str = field(default="panoptic_map")
+    segments_info_column: str = field(default="segments_info")
+    semantic_map_column: str = field(default="semantic_map")
+
+
+@dataclass
+class MaskDinoTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the original Mask DINO solver as defaults, and the settings list targets need."""
+
+    learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=DEFAULT_WEIGHT_DECAY, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=DEFAULT_MAX_GRAD_NORM, metadata={"help": "Clip the global gradient norm."})
+    backbone_learning_rate_multiplier: float = field(
+        default=DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER, metadata={"help": "Backbone learning rate factor."}
+    )
+    # targets are lists of tensors, which the Trainer must neither drop nor concatenate across batches
+    remove_unused_columns: bool = field(default=False)
+    eval_do_concat_batches: bool = field(default=False)
+    batch_eval_metrics: bool = field(default=True)
+
+
+class MaskDinoTrainer(Trainer):
+    """
+    `Trainer` with Mask DINO's optimizer parameter groups, and an evaluation step that returns only the predictions
+    post-processing needs (class and mask logits, boxes, image sizes) plus the targets.
+
+    The evaluation loss is the loss of the final prediction and the encoder proposals: the model computes masks of
+    the earlier decoder layers in training mode only, so the full training loss is not available in eval mode.
+    """
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            self.optimizer = build_optimizer(
+                self.model if model is None else model,
+                learning_rate=self.args.learning_rate,
+                weight_decay=self.args.weight_decay,
+                backbone_learning_rate_multiplier=self.args.backbone_learning_rate_multiplier,
+            )
+        return self.optimizer
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        mask_labels, class_labels = inputs.get("mask_labels"), inputs.get("class_labels")
+        with torch.no_grad():
+            outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs.get("pixel_mask"))
+            loss = None
+            if mask_labels is not None:
+                loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels)
+        if prediction_loss_only:
+            return loss, None, None
+        predictions = {key: outputs[key] for key in PREDICTION_KEYS}
+        labels = None if mask_labels is None else (mask_labels, class_labels)
+        return loss, predictions, labels
+
+
+class BatchedSegmentationMetrics:
+    """`compute_metrics` for `batch_eval_metrics=True`: adds each evaluation batch to a [`SegmentationEvaluator`] and
+    returns PQ, AP and mIoU after the last one. Metrics are computed at the processor's input resolution."""
+
+    def __init__(self, evaluator: SegmentationEvaluator):
+        self.evaluator = evaluator
+
+    def __call__(self, eval_prediction, compute_result: bool = False):
+        predictions = eval_prediction.predictions
+        mask_labels, class_labels = eval_prediction.label_ids
+        ground_truth = []
+        for index, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
+            height, width = (int(size) for size in predictions["image_sizes"][index])
+            ground_truth.append((masks[:, :height, :width] > 0.5, labels))
+        self.evaluator.add(predictions, ground_truth)
+        if not compute_result:
+            return None
+        metrics = self.evaluator.compute()
+        self.evaluator.reset()
+        return metrics
+
+
+def build_model_and_processor(model_args: ModelArguments, id2label: dict[int, str], stuff_label_ids: list[int]):
+    """A model with the dataset's labels, from a checkpoint or from scratch, and its image processor."""
+    label2id = {name: index for index, name in id2label.items()}
+    if model_args.model_name_or_path is not None:
+        # a new label set resizes the class head and the denoising label embeddings; the rest is kept
+        model = MaskDinoForUniversalSegmentation.from_pretrained(
+            model_args.model_name_or_path,
+            id2label=id2label,
+            label2id=label2id,
+            stuff_label_ids=stuff_label_ids,
+            ignore_mismatched_sizes=True,
+        )
+        model.config.validate()
+    elif model_args.config_name is not None:
+        config = MaskDinoConfig.from_pretrained(
+            model_args.config_name, id2label=id2label, label2id=label2id, stuff_label_ids=stuff_label_ids
+        )
+        config.validate()
+        model = MaskDinoForUniversalSegmentation(config)
+        if model_args.backbone_checkpoint is not None:
+            info = load_backbone_weights(model, model_args.backbone_checkpoint)
+            logger.info(
+                "Backbone: %d tensors loaded, %d left as initialised, %d checkpoint tensors unused",
+                len(info.loaded_keys),
+                len(info.missing_keys),
+                len(info.unused_keys),
+            )
+    else:
+        raise ValueError(
+            "Give `--model_name_or_path` (fine-tune a checkpoint) or `--config_name` (train from scratch)."
+        )
+
+    processor_source = model_args.image_processor_name or model_args.model_name_or_path
+    image_processor = (
+        MaskDinoImageProcessor.from_pretrained(processor_source)
+        if processor_source is not None
+        else MaskDinoImageProcessor()
+    )
+    image_processor.stuff_label_ids = list(stuff_label_ids)
+    if model_args.shortest_edge is not None or model_args.longest_edge is not None:
+        shortest = model_args.shortest_edge or image_processor.size["shortest_edge"]
+        longest = model_args.longest_edge or max(image_processor.size.get("longest_edge") or 0, shortest)
+        image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
+    return model, image_processor
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, MaskDinoTrainingArguments))
+    if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=sys.argv[1])
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if data_args.task not in TASKS:
+        raise ValueError(f"`--task` must be one of {TASKS}, got {data_args.task!r}.")
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.set_seed(training_args.seed)
+
+    dataset = load_segmentation_dataset(
+        data_args.dataset_name,
+        config_name=data_args.dataset_config_name,
+        train_split=data_args.train_split,
+        eval_split=data_args.eval_split,
+        validation_fraction=data_args.validation_fraction,
+        seed=training_args.seed,
+    )
+    train_dataset, eval_dataset = dataset["train"], dataset["validation"]
+    if data_args.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
+    if data_args.max_eval_samples is not None:
+        eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+
+    label_names = dataset_label_names(train_dataset, data_args.segments_info_column)
+    if label_names is None:
+        raise ValueError(
+            f"`{data_args.segments_info_column}.category_id` must be a `datasets.ClassLabel` holding the class names."
+        )
+    id2label = dict(enumerate(label_names))
+    stuff_label_ids = dataset_stuff_label_ids(train_dataset, data_args.segments_info_column)
+    model, image_processor = build_model_and_processor(model_args, id2label, stuff_label_ids)
+    logger.info(
+        "Model: %.2fM parameters; labels %s; stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
+    )
+
+    columns = {
+        "task": data_args.task,
+        "image_column": data_args.image_column,
+        "panoptic_map_column": data_args.panoptic_map_column,
+        "segments_info_column": data_args.segments_info_column,
+        "semantic_map_column": data_args.semantic_map_column,
+    }
+    train_dataset = train_dataset.with_transform(
+        SegmentationTransform(
+            image_processor, flip_probability=data_args.flip_probability, seed=training_args.seed, **columns
+        )
+    )
+    eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, **columns))
+
+    metric_tasks = {
+        "panoptic": ("panoptic", "instance", "semantic"),
+        "instance": ("instance",),
+        "semantic": ("semantic",),
+    }
+    evaluator = SegmentationEvaluator(
+        image_processor, num_labels=len(id2label), stuff_label_ids=stuff_label_ids, tasks=metric_tasks[data_args.task]
+    )
+    trainer = MaskDinoTrainer(
+        model=model,
+        args=training_args,
+        data_collator=collate_segmentation_batch,
+        train_dataset=train_dataset if training_args.do_train else None,
+        eval_dataset=eval_dataset,
+        processing_class=image_processor,
+        compute_metrics=BatchedSegmentationMetrics(evaluator),
+    )
+
+    results = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint is None and Path(training_args.output_dir).is_dir():
+            checkpoint = get_last_checkpoint(training_args.output_dir)
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        results.update(train_result.metrics)
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""
+Training helpers shared by the fine-tuning examples: turning dataset rows into model inputs, collating them into
+batches, the original's optimizer settings, and loading ImageNet backbone weights into a Mask DINO model.
+
+The dataset format is the one of [`transformers_maskdino.synthetic_data`]: an `image`, a `panoptic_map` of segment
+ids with its `segments_info` (`id`, `category_id`, `isthing`), and a `semantic_map` of class ids.
+"""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+TASKS = ("panoptic", "instance", "semantic")
+# The original's solver: AdamW, lr 1e-4, weight decay 0.05 (none on norms and embeddings), backbone lr x 0.1, and
+# the gradient norm of the whole model clipped to 0.01.
+DEFAULT_LEARNING_RATE = 1e-4
+DEFAULT_WEIGHT_DECAY = 0.05
+DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER = 0.1
+DEFAULT_MAX_GRAD_NORM = 0.01
+SEMANTIC_IGNORE_INDEX = 255
+
+
+# ---------------------------------------------------------------------------------------------------------- targets
+
+
+def _as_array(image_like) -> np.ndarray:
+    return np.asarray(image_like)
+
+
+def segment_class_mapping(segments_info: Iterable[Mapping[str, Any]], things_only: bool = False) -> dict[int, int]:
+    """`{segment id: class id}` of an image's segments; with `things_only`, stuff segments are left out."""
+    return {
+        int(segment["id"]): int(segment["category_id"])
+        for segment in segments_info
+        if not things_only or segment.get("isthing", True)
+    }
+
+
+def ground_truth_segments(
+    task: str,
+    panoptic_map: np.ndarray | None = None,
+    segments_info: Sequence[Mapping[str, Any]] | None = None,
+    semantic_map: np.ndarray | None = None,
+    ignore_index: int = SEMANTIC_IGNORE_INDEX,
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Binary masks `(num_segments, height, width)` and class ids `(num_segments,)` of one image for `task`:
+    every segment of the panoptic map (`"panoptic"`), its thing segments (`"instance"`), or one mask per class of
+    the semantic map (`"semantic"`, pixels equal to `ignore_index` belong to none).
+    """
+    if task not in TASKS:
+        raise ValueError(f"`task` must be one of {TASKS}, got {task!r}.")
+    if task == "semantic":
+        if semantic_map is None:
+            raise ValueError("The semantic task needs a `semantic_map`.")
+        classes = np.unique(semantic_map)
+        classes = classes[classes != ignore_index]
+        masks = semantic_map[None] == classes[:, None, None]
+        return masks, classes.astype(np.int64)
+    if panoptic_map is None or segments_info is None:
+        raise ValueError(f"The {task} task needs a `panoptic_map` and its `segments_info`.")
+    mapping = segment_class_mapping(segments_info, things_only=task == "instance")
+    segment_ids = np.array(sorted(mapping), dtype=np.int64)
+    masks = panoptic_map[None] == segment_ids[:, None, None]
+    keep = masks.any(axis=(1, 2))
+    labels = np.array([mapping[int(i)] for i in segment_ids], dtype=np.int64)
+    return masks[keep], labels[keep]
+
+
+@dataclass
+class SegmentationTransform:
+    """
+    Turns a batch of dataset rows (as `datasets.Dataset.with_transform` passes it: a dict of column lists) into
+    model inputs: per example `pixel_values`, `pixel_mask`, `mask_labels` and `class_labels` made by the image
+    processor, after a random horizontal flip when `flip_probability > 0`.
+
+    Args:
+        image_processor ([`MaskDinoImageProcessor`]):
+            Resizes, normalises and pads, and builds the target masks at the padded size.
+        task (`str`, *optional*, defaults to `"panoptic"`):
+            Which targets to train on: panoptic segments, instance (thing) segments, or semantic classes.
+        flip_probability (`float`, *optional*, defaults to 0.0):
+            Probability of flipping an image and its maps left to right (training augmentation).
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the flips.
+        image_column, panoptic_map_column, segments_info_column, semantic_map_column (`str`):
+            Column names of the dataset.
+    """
+
+    image_processor: Any
+    task: str = "panoptic"
+    flip_probability: float = 0.0
+    seed: int = 0
+    image_column: str = "image"
+    panoptic_map_column: str = "panoptic_map"
+    segments_info_column: str = "segments_info"
+    semantic_map_column: str = "semantic_map"
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"`task` must be one of {TASKS}, got {self.task!r}.")
+        self._rng = np.random.default_rng(self.seed)
+
+    def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
+        outputs: dict[str, list] = {"pixel_values": [], "pixel_mask": [], "mask_labels": [], "class_labels": []}
+        for index, image in enumerate(batch[self.image_column]):
+            image = _as_array(image.convert("RGB") if hasattr(image, "convert") else image)
+            if self.task == "semantic":
+                label_map = _as_array(batch[self.semantic_map_column][index]).astype(np.int64)
+                mapping, ignore_index = None, SEMANTIC_IGNORE_INDEX
+            else:
+                label_map = _as_array(batch[self.panoptic_map_column][index]).astype(np.int64)
+                segments = batch[self.segments_info_column][index]
+                mapping = segment_class_mapping(segments, things_only=self.task == "instance")
+                # segment id 0 is "no segment"; in the instance task, stuff segments become "no segment" too
+                label_map = np.where(np.isin(label_map, list(mapping)), label_map, 0)
+                ignore_index = 0
+            if self.flip_probability > 0 and self._rng.random() < self.flip_probability:
+                image, label_map = image[:, ::-1], label_map[:, ::-1]
+            encoded = self.image_processor(
+                images=np.ascontiguousarray(image),
+                segmentation_maps=np.ascontiguousarray(label_map),
+                instance_id_to_semantic_id=mapping,
+                ignore_index=ignore_index,
+                return_tensors="pt",
+            )
+            outputs["pixel_values"].append(encoded["pixel_values"][0])
+            outputs["pixel_mask"].append(encoded["pixel_mask"][0])
+            outputs["mask_labels"].append(encoded["mask_labels"][0])
+            outputs["class_labels"].append(encoded["class_labels"][0])
+        return outputs
+
+
+def collate_segmentation_batch(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """
+    Stack examples made by [`SegmentationTransform`] into a batch, zero-padding pixels, pixel masks and target masks
+    at the bottom/right to the largest size in the batch. Targets stay lists (one tensor per image), because images
+    have different numbers of segments.
+    """
+    height = max(example["pixel_values"].shape[-2] for example in examples)
+    width = max(example["pixel_values"].shape[-1] for example in examples)
+
+    def pad(tensor: torch.Tensor) -> torch.Tensor:
+        return nn.functional.pad(tensor, (0, width - tensor.shape[-1], 0, height - tensor.shape[-2]))
+
+    batch = {
+        "pixel_values": torch.stack([pad(example["pixel_values"]) for example in examples]),
+        "pixel_mask": torch.stack([pad(example["pixel_mask"]) for example in examples]),
+    }
+    if "mask_labels" in examples[0]:
+        batch["mask_labels"] = [pad(example["mask_labels"]) for example in examples]
+        batch["class_labels"] = [example["class_labels"] for example in examples]
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+
+
+def load_segmentation_dataset(
+    name_or_path: str,
+    config_name: str | None = None,
+    train_split: str = "train",
+    eval_split: str = "validation",
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+):
+    """
+    A `DatasetDict` with `"train"` and `"validation"` splits from a directory written by `save_to_disk`
+    (`load_from_disk`) or anything `load_dataset` accepts (a Hub dataset name, a local dataset script or data
+    directory). Without `eval_split`, `validation_fraction` of the training split is held out.
+    """
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+    path = Path(name_or_path)
+    saved_to_disk = path.is_dir() and any((path / name).is_file() for name in ("dataset_dict.json", "state.json"))
+    loaded = load_from_disk(str(path)) if saved_to_disk else load_dataset(name_or_path, config_name)
+    if isinstance(loaded, Dataset):
+        loaded = DatasetDict({train_split: loaded})
+    if train_split not in loaded:
+        raise ValueError(f"The dataset has no split {train_split!r}; it has {sorted(loaded)}.")
+    if eval_split in loaded:
+        return DatasetDict({"train": loaded[train_split], "validation": loaded[eval_split]})
+    if not 0 < validation_fraction < 1:
+        raise ValueError(
+            f"The dataset has no split {eval_split!r} and `validation_fraction` ({validation_fraction}) cannot make one."
+        )
+    split = loaded[train_split].train_test_split(test_size=validation_fraction, seed=seed)
+    return DatasetDict({"train": split["train"], "validation": split["test"]})
+
+
+# ---------------------------------------------------------------------------------------------------------- labels
+
+
+def dataset_label_names(dataset, segments_info_column: str = "segments_info") -> list[str] | None:
+    """Class names of a dataset whose `segments_info.category_id` is a `ClassLabel`, else `None`."""
+    feature = dataset.features.get(segments_info_column)
+    # `[{...}]` in datasets < 4, `List({...})` from datasets 4
+    inner = feature[0] if isinstance(feature, list) else getattr(feature, "feature", None)
+    category = inner.get("category_id") if isinstance(inner, Mapping) else None
+    return list(category.names) if hasattr(category, "names") else None
+
+
+def dataset_stuff_label_ids(dataset, segments_info_column: str = "segments_info") -> list[int]:
+    """Classes that occur as non-thing (`isthing=False`) segments in a dataset."""
+    stuff = set()
+    for segments in dataset.select_columns([segments_info_column])[segments_info_column]:
+        stuff.update(int(s["category_id"]) for s in segments if not s.get("isthing", True))
+    return sorted(stuff)
+
+
+# ---------------------------------------------------------------------------------------------------------- optimizer
+
+
+def _is_backbone_parameter(name: str) -> bool:
+    return name.startswith(("model.backbone.", "backbone."))
+
+
+def optimizer_parameter_groups(
+    model: nn.Module,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    backbone_learning_rate_multiplier: float = DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
+) -> list[dict]:
+    """
+    AdamW parameter groups with the original's rules: the backbone learns at `learning_rate *
+    backbone_learning_rate_multiplier`; normalisation layers, embeddings (and Swin's position tables) get no weight
+    decay. Parameters that do not require gradients are left out.
+    """
+    no_decay_types = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.Embedding)
+    no_decay = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, no_decay_types):
+            no_decay.update(
+                f"{module_name}.{name}" if module_name else name for name, _ in module.named_parameters(recurse=False)
+            )
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        # Swin's relative position tables and absolute position embeddings are embeddings too
+        decays = (
+            name not in no_decay and "relative_position_bias_table" not in name and "position_embeddings" not in name
+        )
+        groups.setdefault((_is_backbone_parameter(name), decays), []).append(parameter)
+    return [
+        {
+            "params": parameters,
+            "lr": learning_rate * (backbone_learning_rate_multiplier if in_backbone else 1.0),
+            "weight_decay": weight_decay if decays else 0.0,
+        }
+        for (in_backbone, decays), parameters in sorted(groups.items())
+    ]
+
+
+def build_optimizer(
+    model: nn.Module,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    backbone_learning_rate_multiplier: float = DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
+) -> torch.optim.AdamW:
+    """AdamW over [`optimizer_parameter_groups`]."""
+    groups = optimizer_parameter_groups(model, learning_rate, weight_decay, backbone_learning_rate_multiplier)
+    return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
+
+
+def evaluation_loss(
+    model: nn.Module, outputs, mask_labels: list[torch.Tensor], class_labels: list[torch.Tensor]
+) -> torch.Tensor:
+    """
+    Loss of an eval-mode forward: the weighted losses of the final prediction and of the encoder proposals (the
+    denoising terms are zero). Eval-mode outputs carry masks for the last decoder layer only, so the auxiliary
+    layers' losses of the training loss cannot be computed; this is the part that can.
+
+    Args:
+        model ([`MaskDinoForUniversalSegmentation`]):
+            The (unwrapped) model that produced `outputs`; its criterion computes the loss.
+        outputs ([`MaskDinoForUniversalSegmentationOutput`]):
+            Outputs of `model(pixel_values, pixel_mask)` in eval mode.
+        mask_labels, class_labels (`list[torch.Tensor]`):
+            Targets as the model takes them.
+    """
+    targets = model.build_targets(mask_labels, class_labels, outputs.image_sizes)
+    prediction_sets = {key: outputs[key] for key in ("class_queries_logits", "masks_queries_logits", "pred_boxes")}
+    prediction_sets["encoder_proposal_outputs"] = outputs.get("encoder_proposal_outputs")
+    return sum(model.criterion(prediction_sets, targets).values())
+
+
+# ---------------------------------------------------------------------------------------------------------- backbone
+
+
+@dataclass
+class BackboneLoadingInfo:
+    """What [`load_backbone_weights`] did: backbone tensors filled, backbone tensors left as they were, and
+    checkpoint tensors that have no place in the backbone (classification heads, poolers, final norms)."""
+
+    loaded_keys: list[str]
+    missing_keys: list[str]
+    unused_keys: list[str]
+
+
+def _read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(checkpoint)
+    if path.is_dir():
+        candidates = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"]
+        found = [path / name for name in candidates if (path / name).is_file()]
+        if not found:
+            raise FileNotFoundError(
+                f"{path} holds none of {candidates}; pass a `save_pretrained` directory or a file."
+            )
+        path = found[0]
+    if path.name.endswith(".safetensors.index.json"):
+        from safetensors.torch import load_file
+
+        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        state_dict = {}
+        for shard in shards:
+            state_dict.update(load_file(path.parent / shard))
+        return state_dict
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    # training checkpoints often wrap the weights
+    for key in ("state_dict", "model"):
+        if isinstance(state_dict.get(key), Mapping):
+            state_dict = state_dict[key]
+    return dict(state_dict)
+
+
+def load_backbone_weights(
+    model: nn.Module, checkpoint: str | Path | Mapping[str, torch.Tensor]
+) -> BackboneLoadingInfo:
+    """
+    Fill the backbone of a Mask DINO model (`model.model.backbone`, or `model.backbone` for [`MaskDinoModel`])
+    with ImageNet weights, e.g. to train from scratch on a new dataset.
+
+    `checkpoint` is a transformers `save_pretrained` directory (of `ResNetModel`, `ResNetForImageClassification`,
+    `SwinModel`, `SwinForImageClassification`, their `...Backbone`, ...), a `.safetensors` / `.bin` / `.pth` state
+    dict file, or a state dict. Keys may carry the classification model's prefix (`resnet.`, `swin.`, ...); the
+    prefix is found by matching against the backbone's own keys. The backbone config must describe the same
+    architecture as the checkpoint (e.g. `ResNetConfig.from_pretrained(directory, out_features=[...])`); a shape
+    mismatch raises.
+
+    Returns:
+        [`BackboneLoadingInfo`]. Raises `ValueError` if no checkpoint tensor fits the backbone.
+    """
+    base = getattr(model, "model", model)
+    backbone = getattr(base, "backbone", None)
+    if backbone is None:
+        raise ValueError(f"{type(model).__name__} has no `backbone` (expected a Mask DINO model).")
+    state_dict = checkpoint if isinstance(checkpoint, Mapping) else _read_state_dict(checkpoint)
+    backbone_keys = set(backbone.state_dict())
+
+    # the prefix that makes the most checkpoint keys land on backbone keys ("" for a bare backbone)
+    prefixes = {""} | {key.split(".", 1)[0] + "." for key in state_dict if "." in key}
+    best_prefix = max(
+        sorted(prefixes), key=lambda p: sum(k[len(p) :] in backbone_keys for k in state_dict if k.startswith(p))
+    )
+    mapped = {
+        key[len(best_prefix) :]: tensor
+        for key, tensor in state_dict.items()
+        if key.startswith(best_prefix) and key[len(best_prefix) :] in backbone_keys
+    }
+    if not mapped:
+        raise ValueError(
+            f"No tensor of the checkpoint fits the backbone ({type(backbone).__name__}); e.g. the backbone expects "
+            f"{sorted(backbone_keys)[:3]} and the checkpoint has {sorted(state_dict)[:3]}."
+        )
+    unused = sorted(
+        key for key in state_dict if not (key.startswith(best_prefix) and key[len(best_prefix) :] in mapped)
+    )
+    mismatched = [
+        f"{key}: checkpoint {tuple(tensor.shape)} vs backbone {tuple(backbone.state_dict()[key].shape)}"
+        for key, tensor in mapped.items()
+        if tuple(tensor.shape) != tuple(backbone.state_dict()[key].shape)
+    ]
+    if mismatched:
+        raise ValueError(
+            "The checkpoint does not match the backbone architecture (check the backbone config): "
+            + "; ".join(mismatched)
+        )
+    backbone.load_state_dict(mapped, strict=False)
+    missing = sorted(backbone_keys - set(mapped))
+    return BackboneLoadingInfo(loaded_keys=sorted(mapped), missing_keys=missing, unused_keys=unused)
+
+
+__all__ = [
+    "BackboneLoadingInfo",
+    "SegmentationTransform",
+    "build_optimizer",
+    "collate_segmentation_batch",
+    "dataset_label_names",
+    "dataset_stuff_label_ids",
+    "evaluation_loss",
+    "ground_truth_segments",
+    "load_backbone_weights",
+    "load_segmentation_dataset",
+    "optimizer_parameter_groups",
+    "segment_class_mapping",
+]
