@@ -34,11 +34,6 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from transformers_maskdino import (
-    MaskDinoConfig,
-    MaskDinoForUniversalSegmentation,
-    MaskDinoImageProcessor,
-)
 from transformers_maskdino.evaluation import SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
@@ -47,12 +42,12 @@ from transformers_maskdino.training import (
     DEFAULT_WEIGHT_DECAY,
     TASKS,
     SegmentationTransform,
+    build_model_and_image_processor,
     build_optimizer,
     collate_segmentation_batch,
     dataset_label_names,
     dataset_stuff_label_ids,
     evaluation_loss,
-    load_backbone_weights,
     load_segmentation_dataset,
 )
 
@@ -183,52 +178,6 @@ class BatchedSegmentationMetrics:
         return metrics
 
 
-def build_model_and_processor(model_args: ModelArguments, id2label: dict[int, str], stuff_label_ids: list[int]):
-    """A model with the dataset's labels, from a checkpoint or from scratch, and its image processor."""
-    label2id = {name: index for index, name in id2label.items()}
-    if model_args.model_name_or_path is not None:
-        # a new label set resizes the class head and the denoising label embeddings; the rest is kept
-        model = MaskDinoForUniversalSegmentation.from_pretrained(
-            model_args.model_name_or_path,
-            id2label=id2label,
-            label2id=label2id,
-            stuff_label_ids=stuff_label_ids,
-            ignore_mismatched_sizes=True,
-        )
-        model.config.validate()
-    elif model_args.config_name is not None:
-        config = MaskDinoConfig.from_pretrained(
-            model_args.config_name, id2label=id2label, label2id=label2id, stuff_label_ids=stuff_label_ids
-        )
-        config.validate()
-        model = MaskDinoForUniversalSegmentation(config)
-        if model_args.backbone_checkpoint is not None:
-            info = load_backbone_weights(model, model_args.backbone_checkpoint)
-            logger.info(
-                "Backbone: %d tensors loaded, %d left as initialised, %d checkpoint tensors unused",
-                len(info.loaded_keys),
-                len(info.missing_keys),
-                len(info.unused_keys),
-            )
-    else:
-        raise ValueError(
-            "Give `--model_name_or_path` (fine-tune a checkpoint) or `--config_name` (train from scratch)."
-        )
-
-    processor_source = model_args.image_processor_name or model_args.model_name_or_path
-    image_processor = (
-        MaskDinoImageProcessor.from_pretrained(processor_source)
-        if processor_source is not None
-        else MaskDinoImageProcessor()
-    )
-    image_processor.stuff_label_ids = list(stuff_label_ids)
-    if model_args.shortest_edge is not None or model_args.longest_edge is not None:
-        shortest = model_args.shortest_edge or image_processor.size["shortest_edge"]
-        longest = model_args.longest_edge or max(image_processor.size.get("longest_edge") or 0, shortest)
-        image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
-    return model, image_processor
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, MaskDinoTrainingArguments))
     if argv is None and len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
@@ -263,7 +212,23 @@ def main(argv: list[str] | None = None) -> dict:
         )
     id2label = dict(enumerate(label_names))
     stuff_label_ids = dataset_stuff_label_ids(train_dataset, data_args.segments_info_column)
-    model, image_processor = build_model_and_processor(model_args, id2label, stuff_label_ids)
+    model, image_processor, backbone_info = build_model_and_image_processor(
+        id2label,
+        stuff_label_ids,
+        model_name_or_path=model_args.model_name_or_path,
+        config_name=model_args.config_name,
+        backbone_checkpoint=model_args.backbone_checkpoint,
+        image_processor_name=model_args.image_processor_name,
+        shortest_edge=model_args.shortest_edge,
+        longest_edge=model_args.longest_edge,
+    )
+    if backbone_info is not None:
+        logger.info(
+            "Backbone weights: %d tensors loaded, %d left as initialised, %d checkpoint tensors unused",
+            len(backbone_info.loaded_keys),
+            len(backbone_info.missing_keys),
+            len(backbone_info.unused_keys),
+        )
     logger.info(
         "Model: %.2fM parameters; labels %s; stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
     )

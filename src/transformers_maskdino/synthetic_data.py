@@ -42,7 +42,7 @@ SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 
 # A shape whose visible part is smaller than this (in pixels) is not placed: it would be a few pixels of texture.
 MIN_VISIBLE_AREA = 48
-# A new shape may hide at most this fraction of a shape placed before it, and be hidden by no more than this itself.
+# A new shape may hide at most this fraction of what is still visible of each shape placed before it.
 MAX_OCCLUDED_FRACTION = 0.25
 PLACEMENT_ATTEMPTS = 30
 
@@ -169,7 +169,8 @@ def generate_scene(
 ) -> SyntheticScene:
     """
     Draw one scene: sky above a wavy horizon, grass below, then 1 to `max_objects` shapes of random class, size,
-    rotation and texture, placed so that none hides more than `MAX_OCCLUDED_FRACTION` of another.
+    rotation and texture, each placed so that it hides at most `MAX_OCCLUDED_FRACTION` of what is visible of every
+    earlier shape (a shape is dropped when no such place is found).
     """
     if max_objects < 1:
         raise ValueError(f"`max_objects` must be at least 1, got {max_objects}.")
@@ -304,8 +305,12 @@ def generate_dataset(
                 "segments_info": scene.segments,
             }
 
+    features = dataset_features()
+    rows = list(examples())
+    if not rows:  # from_list cannot tell the columns of an empty list
+        return Dataset.from_dict({name: [] for name in features}, features=features)
     # from_list keeps everything in memory, which is fine at these sizes and avoids the generator cache
-    return Dataset.from_list(list(examples()), features=dataset_features())
+    return Dataset.from_list(rows, features=features)
 
 
 def generate_dataset_dict(

@@ -217,6 +217,76 @@ def dataset_stuff_label_ids(dataset, segments_info_column: str = "segments_info"
     return sorted(stuff)
 
 
+# ---------------------------------------------------------------------------------------------------------- model
+
+
+def build_model_and_image_processor(
+    id2label: Mapping[int, str],
+    stuff_label_ids: Sequence[int],
+    model_name_or_path: str | None = None,
+    config_name: str | None = None,
+    backbone_checkpoint: str | None = None,
+    image_processor_name: str | None = None,
+    shortest_edge: int | None = None,
+    longest_edge: int | None = None,
+):
+    """
+    A [`MaskDinoForUniversalSegmentation`] for a dataset's labels and its [`MaskDinoImageProcessor`].
+
+    With `model_name_or_path` (a checkpoint directory or Hub id), the checkpoint is fine-tuned: a different label set
+    re-initialises the class head and the denoising label embeddings (`ignore_mismatched_sizes=True`), everything
+    else is loaded. Otherwise a model is built from scratch from `config_name` (a `config.json` file or directory),
+    with ImageNet backbone weights from `backbone_checkpoint` if given (see [`load_backbone_weights`]).
+
+    The processor comes from `image_processor_name`, else the checkpoint, else the defaults (the original's 800 /
+    1333 test size); `shortest_edge` / `longest_edge` override its size and `stuff_label_ids` its stuff classes.
+
+    Returns:
+        `tuple`: the model, the image processor, and a [`BackboneLoadingInfo`] (or `None` without
+        `backbone_checkpoint`).
+    """
+    from .configuration_maskdino import MaskDinoConfig
+    from .image_processing_maskdino import MaskDinoImageProcessor
+    from .modeling_maskdino import MaskDinoForUniversalSegmentation
+
+    id2label = {int(index): str(name) for index, name in id2label.items()}
+    label2id = {name: index for index, name in id2label.items()}
+    stuff_label_ids = [int(i) for i in stuff_label_ids]
+    backbone_info = None
+    if model_name_or_path is not None:
+        model = MaskDinoForUniversalSegmentation.from_pretrained(
+            model_name_or_path,
+            id2label=id2label,
+            label2id=label2id,
+            stuff_label_ids=stuff_label_ids,
+            ignore_mismatched_sizes=True,
+        )
+        # the label kwargs are set after the config's own checks ran
+        model.config.validate()
+    elif config_name is not None:
+        config = MaskDinoConfig.from_pretrained(
+            config_name, id2label=id2label, label2id=label2id, stuff_label_ids=stuff_label_ids
+        )
+        config.validate()
+        model = MaskDinoForUniversalSegmentation(config)
+        if backbone_checkpoint is not None:
+            backbone_info = load_backbone_weights(model, backbone_checkpoint)
+    else:
+        raise ValueError("Give `model_name_or_path` (fine-tune a checkpoint) or `config_name` (train from scratch).")
+
+    processor_source = image_processor_name or model_name_or_path
+    if processor_source is not None:
+        image_processor = MaskDinoImageProcessor.from_pretrained(processor_source)
+    else:
+        image_processor = MaskDinoImageProcessor()
+    image_processor.stuff_label_ids = stuff_label_ids
+    if shortest_edge is not None or longest_edge is not None:
+        shortest = shortest_edge or image_processor.size["shortest_edge"]
+        longest = longest_edge or max(image_processor.size.get("longest_edge") or 0, shortest)
+        image_processor.size = {"shortest_edge": shortest, "longest_edge": longest}
+    return model, image_processor, backbone_info
+
+
 # ---------------------------------------------------------------------------------------------------------- optimizer
 
 
@@ -397,6 +467,7 @@ def load_backbone_weights(
 __all__ = [
     "BackboneLoadingInfo",
     "SegmentationTransform",
+    "build_model_and_image_processor",
     "build_optimizer",
     "collate_segmentation_batch",
     "dataset_label_names",

@@ -1,0 +1,303 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""
+Train or fine-tune Mask DINO with a plain PyTorch loop and 🤗 Accelerate: the same data, model choices, optimizer
+and metrics as `finetune_trainer.py`, in a loop you can change.
+
+Single process:
+
+    python examples/finetune_accelerate.py --dataset_name synthetic_shapes \
+        --config_name examples/configs/maskdino_tiny_synthetic.json --output_dir out/tiny_accelerate \
+        --shortest_edge 160 --longest_edge 320 --max_steps 200 --eval_steps 100
+
+Several processes (GPUs: `accelerate launch --multi_gpu --num_processes N ...`; CPU processes talking over gloo:
+`torchrun --nproc_per_node N examples/finetune_accelerate.py --cpu ...`). Each process sees its own batches,
+gradients are averaged, and `MaskDinoLoss` averages the number of target masks over processes, so the loss is the
+one of the global batch. The model uses every parameter in every step, so DDP needs no `find_unused_parameters`.
+"""
+
+# This directory also holds `evaluate.py`, which shadows the `evaluate` library for scripts run from here: nothing
+# in this file imports `evaluate`.
+import argparse
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from transformers_maskdino.evaluation import SegmentationEvaluator
+from transformers_maskdino.training import (
+    DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_MAX_GRAD_NORM,
+    DEFAULT_WEIGHT_DECAY,
+    TASKS,
+    SegmentationTransform,
+    build_model_and_image_processor,
+    build_optimizer,
+    collate_segmentation_batch,
+    dataset_label_names,
+    dataset_stuff_label_ids,
+    evaluation_loss,
+    load_segmentation_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+METRIC_TASKS = {"panoptic": ("panoptic", "instance", "semantic"), "instance": ("instance",), "semantic": ("semantic",)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train Mask DINO with Accelerate.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset_name", required=True, help="local save_to_disk directory or Hub dataset name")
+    data.add_argument("--dataset_config_name", default=None)
+    data.add_argument("--task", choices=TASKS, default="panoptic")
+    data.add_argument("--train_split", default="train")
+    data.add_argument("--eval_split", default="validation")
+    data.add_argument("--validation_fraction", type=float, default=0.1)
+    data.add_argument("--max_train_samples", type=int, default=None)
+    data.add_argument("--max_eval_samples", type=int, default=None)
+    data.add_argument("--flip_probability", type=float, default=0.5)
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_name_or_path", default=None, help="checkpoint directory or Hub id to fine-tune")
+    model.add_argument("--config_name", default=None, help="config.json of a model to train from scratch")
+    model.add_argument("--backbone_checkpoint", default=None, help="ImageNet backbone weights (from scratch)")
+    model.add_argument("--image_processor_name", default=None)
+    model.add_argument("--shortest_edge", type=int, default=None)
+    model.add_argument("--longest_edge", type=int, default=None)
+    training = parser.add_argument_group("training")
+    training.add_argument("--output_dir", required=True)
+    training.add_argument("--per_device_train_batch_size", type=int, default=2)
+    training.add_argument("--per_device_eval_batch_size", type=int, default=2)
+    training.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    training.add_argument("--max_steps", type=int, required=True, help="optimizer steps")
+    training.add_argument("--learning_rate", type=float, default=DEFAULT_LEARNING_RATE)
+    training.add_argument("--weight_decay", type=float, default=DEFAULT_WEIGHT_DECAY)
+    training.add_argument(
+        "--backbone_learning_rate_multiplier", type=float, default=DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER
+    )
+    training.add_argument("--max_grad_norm", type=float, default=DEFAULT_MAX_GRAD_NORM)
+    training.add_argument("--lr_scheduler_type", default="constant_with_warmup")
+    training.add_argument("--warmup_steps", type=int, default=0)
+    training.add_argument("--eval_steps", type=int, default=0, help="evaluate every N steps (0: at the end only)")
+    training.add_argument("--logging_steps", type=int, default=10)
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
+    training.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is available")
+    return parser
+
+
+@dataclass
+class TrainingResult:
+    """What [`train`] returns: the prepared model (still wrapped for distribution), the accelerator, the metrics
+    of every evaluation, and the losses logged by the main process."""
+
+    model: torch.nn.Module
+    accelerator: Accelerator
+    evaluations: list[dict]
+    losses: list[float]
+
+
+def evaluate_model(
+    model, dataset, image_processor, num_labels, stuff_label_ids, task, batch_size, accelerator
+) -> dict:
+    """PQ / AP / mIoU and the evaluation loss over `dataset`, split across processes without duplicates."""
+    model = accelerator.unwrap_model(model)
+    was_training = model.training
+    model.eval()
+    shard = dataset.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
+    loader = DataLoader(shard, batch_size=batch_size, collate_fn=collate_segmentation_batch)
+    evaluator = SegmentationEvaluator(image_processor, num_labels, stuff_label_ids, tasks=METRIC_TASKS[task])
+    loss_sum, num_batches = 0.0, 0
+    progress = tqdm(loader, desc="evaluating", disable=not accelerator.is_local_main_process)
+    for batch in progress:
+        batch = {
+            key: [t.to(accelerator.device) for t in value] if isinstance(value, list) else value.to(accelerator.device)
+            for key, value in batch.items()
+        }
+        with torch.no_grad():
+            outputs = model(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+            loss_sum += float(evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"]))
+        num_batches += 1
+        ground_truth = [
+            (masks[:, :height, :width].cpu() > 0.5, labels.cpu())
+            for masks, labels, (height, width) in zip(
+                batch["mask_labels"], batch["class_labels"], outputs.image_sizes.tolist()
+            )
+        ]
+        evaluator.add(outputs, ground_truth)
+    states = gather_object([evaluator.state()])
+    losses = gather_object([(loss_sum, num_batches)])
+    evaluator.merge(states)
+    metrics = evaluator.compute()
+    total_batches = sum(count for _, count in losses)
+    metrics["loss"] = sum(loss for loss, _ in losses) / max(total_batches, 1)
+    metrics["num_images"] = evaluator.num_images
+    model.train(was_training)
+    return metrics
+
+
+def train(argv: list[str] | None = None) -> TrainingResult:
+    args = build_parser().parse_args(argv)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        cpu=args.cpu,
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    if not accelerator.is_main_process:
+        logger.setLevel(logging.WARNING)
+    # the same seed everywhere makes the initial weights identical; the data is still split across processes
+    set_seed(args.seed)
+
+    dataset = load_segmentation_dataset(
+        args.dataset_name,
+        config_name=args.dataset_config_name,
+        train_split=args.train_split,
+        eval_split=args.eval_split,
+        validation_fraction=args.validation_fraction,
+        seed=args.seed,
+    )
+    train_dataset, eval_dataset = dataset["train"], dataset["validation"]
+    if args.max_train_samples is not None:
+        train_dataset = train_dataset.select(range(min(args.max_train_samples, len(train_dataset))))
+    if args.max_eval_samples is not None:
+        eval_dataset = eval_dataset.select(range(min(args.max_eval_samples, len(eval_dataset))))
+    label_names = dataset_label_names(train_dataset)
+    if label_names is None:
+        raise ValueError("`segments_info.category_id` must be a `datasets.ClassLabel` holding the class names.")
+    id2label = dict(enumerate(label_names))
+    stuff_label_ids = dataset_stuff_label_ids(train_dataset)
+
+    model, image_processor, _ = build_model_and_image_processor(
+        id2label,
+        stuff_label_ids,
+        model_name_or_path=args.model_name_or_path,
+        config_name=args.config_name,
+        backbone_checkpoint=args.backbone_checkpoint,
+        image_processor_name=args.image_processor_name,
+        shortest_edge=args.shortest_edge,
+        longest_edge=args.longest_edge,
+    )
+    logger.info(
+        "Model: %.2fM parameters, labels %s, stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
+    )
+
+    # flips differ per process, as the batches do
+    train_dataset = train_dataset.with_transform(
+        SegmentationTransform(
+            image_processor,
+            task=args.task,
+            flip_probability=args.flip_probability,
+            seed=args.seed + accelerator.process_index,
+        )
+    )
+    eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, task=args.task))
+    train_loader = DataLoader(
+        train_dataset,
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=collate_segmentation_batch,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    optimizer = build_optimizer(model, args.learning_rate, args.weight_decay, args.backbone_learning_rate_multiplier)
+    scheduler = get_scheduler(
+        args.lr_scheduler_type,
+        optimizer,
+        num_warmup_steps=args.warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_steps * accelerator.num_processes,
+    )
+    # the prepared loader gives each process a different part of every global batch
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+
+    evaluations, losses = [], []
+    completed_steps, running_loss, running_count = 0, 0.0, 0
+    progress = tqdm(total=args.max_steps, desc="training", disable=not accelerator.is_local_main_process)
+    model.train()
+    epoch = 0
+    while completed_steps < args.max_steps:
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)  # reshuffles differently every epoch
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            running_loss += outputs.loss.detach().float().item()
+            running_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            completed_steps += 1
+            progress.update(1)
+            if completed_steps % args.logging_steps == 0 or completed_steps == args.max_steps:
+                loss = running_loss / running_count
+                losses.append(loss)
+                logger.info("step %d: loss %.4f, lr %.3g", completed_steps, loss, scheduler.get_last_lr()[0])
+                running_loss, running_count = 0.0, 0
+            if args.eval_steps and completed_steps % args.eval_steps == 0 and completed_steps < args.max_steps:
+                metrics = evaluate_model(
+                    model,
+                    eval_dataset,
+                    image_processor,
+                    len(id2label),
+                    stuff_label_ids,
+                    args.task,
+                    args.per_device_eval_batch_size,
+                    accelerator,
+                )
+                evaluations.append({"step": completed_steps, **metrics})
+                logger.info("step %d: %s", completed_steps, _format_metrics(metrics))
+            if completed_steps >= args.max_steps:
+                break
+        epoch += 1
+    progress.close()
+
+    metrics = evaluate_model(
+        model,
+        eval_dataset,
+        image_processor,
+        len(id2label),
+        stuff_label_ids,
+        args.task,
+        args.per_device_eval_batch_size,
+        accelerator,
+    )
+    evaluations.append({"step": completed_steps, **metrics})
+    logger.info("final (%d epochs started): %s", epoch, _format_metrics(metrics))
+
+    accelerator.wait_for_everyone()
+    output_dir = Path(args.output_dir)
+    accelerator.unwrap_model(model).save_pretrained(
+        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        image_processor.save_pretrained(output_dir)
+        (output_dir / "eval_results.json").write_text(json.dumps(evaluations, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return TrainingResult(model=model, accelerator=accelerator, evaluations=evaluations, losses=losses)
+
+
+def _format_metrics(metrics: dict) -> str:
+    keys = ("loss", "PQ", "mask_AP", "box_AP", "mIoU")
+    return ", ".join(f"{key} {metrics[key]:.4f}" for key in keys if key in metrics and not math.isnan(metrics[key]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    result = train(argv)
+    result.accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
