@@ -822,6 +822,11 @@ REMOTE_CODE_MODULES = (
     "image_processing_maskdino",
 )
 MODEL_CLASS = "modeling_maskdino.MaskDinoForUniversalSegmentation"
+# All in `config.json`, the image processor's too. An `AutoImageProcessor` entry in `preprocessor_config.json` would
+# make the image-segmentation pipeline look for a matching remote video processor (transformers 5.x infers one from it)
+# and, with the package imported and no `trust_remote_code`, ask the user whether to run that code. Without
+# `image_processor_type` in `preprocessor_config.json`, `AutoImageProcessor` reads the model config instead: the
+# installed package's registered processor when it is imported, else this entry.
 CONFIG_AUTO_MAP = {
     "AutoConfig": "configuration_maskdino.MaskDinoConfig",
     "AutoModel": "modeling_maskdino.MaskDinoModel",
@@ -829,8 +834,8 @@ CONFIG_AUTO_MAP = {
     # the image-segmentation pipeline loads through this one
     "AutoModelForImageSegmentation": MODEL_CLASS,
     "AutoModelForObjectDetection": MODEL_CLASS,
+    "AutoImageProcessor": "image_processing_maskdino.MaskDinoImageProcessor",
 }
-PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "image_processing_maskdino.MaskDinoImageProcessor"}
 
 
 def remote_code_files() -> list[Path]:
@@ -849,17 +854,21 @@ def remote_code_files() -> list[Path]:
 
 
 def write_remote_code(output_dir: str | Path) -> None:
-    """Copies the code files and adds the `auto_map` entries to `config.json` and `preprocessor_config.json`."""
+    """Copies the code files beside the weights and points the Auto classes at them (see `CONFIG_AUTO_MAP`)."""
     output_dir = Path(output_dir)
     for path in remote_code_files():
         shutil.copyfile(path, output_dir / path.name)
-    for file_name, auto_map in (("config.json", CONFIG_AUTO_MAP), ("preprocessor_config.json", PROCESSOR_AUTO_MAP)):
-        with open(output_dir / file_name) as f:
-            content = json.load(f)
-        content["auto_map"] = dict(auto_map)
-        with open(output_dir / file_name, "w") as f:
-            json.dump(content, f, indent=2, sort_keys=True)
-            f.write("\n")
+    _update_json(output_dir / "config.json", lambda content: content.update(auto_map=dict(CONFIG_AUTO_MAP)))
+    _update_json(output_dir / "preprocessor_config.json", lambda content: content.pop("image_processor_type", None))
+
+
+def _update_json(path: Path, update) -> None:
+    with open(path) as f:
+        content = json.load(f)
+    update(content)
+    with open(path, "w") as f:
+        json.dump(content, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 _SAFETENSORS_DTYPES = {
