@@ -4,7 +4,8 @@ Times forward and forward+backward at the Mask DINO encoder size (4 levels 100x1
 8 heads x 32, 4 points, batch 1, one query per token) and decoder size (300 + 100 queries), with the two
 implementations interleaved in one process (order alternating every repetition), and reports medians and the median
 of the per-repetition ratios. Peak extra memory of one call is measured in a fresh child process per cell: the
-process's peak RSS (VmHWM, reset through /proc/self/clear_refs after a warm-up call) minus its RSS before the call.
+process's peak RSS (VmHWM, reset through /proc/self/clear_refs after a small warm-up call) minus its RSS before the
+call. So it counts every buffer the call allocates, its output and gradients included.
 Linux only for the memory column.
 
     python benchmarks/msda.py                 # both sizes, 2 threads
@@ -99,12 +100,15 @@ def read_status(field: str) -> int:
 
 
 def memory_probe(implementation: str, case: str, mode: str) -> int:
-    """Peak RSS growth during one call, after a warm-up call (run in a child process)."""
+    """Peak RSS growth during one call (run in a fresh child process).
+
+    The warm-up call uses 16 queries: it starts the thread pool and loads libraries without leaving freed
+    full-size buffers in the heap for the measured call to reuse."""
+    warm_up = make_inputs(ENCODER_LEVELS, batch_size=1, num_heads=8, head_dim=32, num_queries=16, num_points=4,
+                          requires_grad=mode != "forward")
+    one_call(implementation, mode, warm_up, torch.randn(1, 16, 256))
     inputs = build_inputs(case, requires_grad=mode != "forward")
     grad_output = torch.randn(1, CASES[case], 256)
-    one_call(implementation, mode, inputs, grad_output)
-    for name in ("value", "sampling_locations", "attention_weights"):
-        inputs[name].grad = None
     gc.collect()
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets VmHWM to the current RSS
