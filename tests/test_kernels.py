@@ -289,11 +289,16 @@ def test_failed_build_falls_back_with_reason(fresh_state, monkeypatch, caplog):
     assert any("build stopped" in record.getMessage() for record in caplog.records)
 
 
-def test_missing_sources_fall_back(fresh_state, monkeypatch):
+def test_missing_sources_fall_back_quietly(fresh_state, monkeypatch, caplog):
     # What Hub remote code sees: msda_kernels.py without the kernels/ directory.
     monkeypatch.setattr(msda_kernels, "kernel_source_dir", lambda: None)
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
-    assert call_kernel(make_inputs(ODD_LEVELS)) is None
+    with caplog.at_level(logging.WARNING, logger=msda_kernels.__name__):
+        assert call_kernel(make_inputs(ODD_LEVELS)) is None
+    assert not caplog.records
+    monkeypatch.setenv("MASKDINO_KERNELS", "require")
+    with pytest.raises(RuntimeError, match="sources"):
+        call_kernel(make_inputs(ODD_LEVELS))
 
 
 def test_cuda_toolchain_checks(monkeypatch):

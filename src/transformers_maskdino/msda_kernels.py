@@ -88,6 +88,10 @@ class KernelUnavailableError(RuntimeError):
     """The compiled kernel cannot be used; the message says why."""
 
 
+class KernelSourcesMissingError(KernelUnavailableError):
+    """This copy of the package has no kernel sources (e.g. Hub remote code): fall back without a warning."""
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Operator schemas and fake implementations (no compilation involved)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -287,7 +291,7 @@ def _build_and_load(device_type: str) -> str:
     """Compiles (or reuses) the library for `device_type` and loads it into the process; returns its path."""
     source_dir = kernel_source_dir()
     if source_dir is None:
-        raise KernelUnavailableError("the kernel sources (kernels/ms_deform_attn) are not shipped with this copy")
+        raise KernelSourcesMissingError("the kernel sources (kernels/ms_deform_attn) are not shipped with this copy")
     settings = _check_toolchain(device_type)
     name = _build_name(device_type, source_dir, settings)
     build_directory = _build_root() / name
@@ -348,6 +352,10 @@ def load_kernel(device_type: str) -> str:
         _define_ops()
         try:
             path = _build_and_load(device_type)
+        except KernelSourcesMissingError as error:
+            _failures[device_type] = str(error)
+            logger.info(f"Multi-scale deformable attention: {error}; using the PyTorch path.")
+            raise
         except KernelUnavailableError as error:
             reason = str(error)
         except Exception as error:  # compiler errors, bad arch lists, missing CUDA_HOME...: all mean "no kernel"
@@ -461,6 +469,7 @@ def multi_scale_deformable_attention_kernel(
 
 __all__ = [
     "KERNELS_ENV_VAR",
+    "KernelSourcesMissingError",
     "KernelUnavailableError",
     "MultiScaleDeformableAttentionFunction",
     "find_cuda_home",
