@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import REFERENCE_DIR
 from conversion_helpers import copy_with_reference_image_size
-from convert_maskdino_to_hf import CONFIG_AUTO_MAP, REMOTE_CODE_MODULES, remote_code_files
+from convert_maskdino_to_hf import CONFIG_AUTO_MAP, REMOTE_CODE_MODULES, convert, remote_code_files
 from safetensors.torch import load_file
 
 SCRIPT = textwrap.dedent(
@@ -185,8 +185,10 @@ def test_remote_code_results_equal_the_package_results(both_sides):
         assert torch.equal(remote_tensors[key], tensor), key
 
 
-def test_written_files_and_auto_map(converted_reference):
-    directory = converted_reference("r50_panoptic")
+def test_written_files_and_auto_map(tmp_path):
+    source = REFERENCE_DIR / "r50_instance"
+    directory = tmp_path / "converted"
+    convert(source / "config.yaml", source / "model.pth", directory, source / "metadata.json")
     config = json.loads((directory / "config.json").read_text())
     assert config["auto_map"] == CONFIG_AUTO_MAP
     assert set(CONFIG_AUTO_MAP) == {
