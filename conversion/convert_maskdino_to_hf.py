@@ -32,7 +32,6 @@ import re
 import shutil
 import struct
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -844,12 +843,12 @@ def remote_code_files() -> list[Path]:
     files = [package_dir / f"{name}.py" for name in REMOTE_CODE_MODULES]
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.ImportFrom) and node.level > 0:
-                if node.level != 1 or node.module not in REMOTE_CODE_MODULES:
-                    raise ConversionError(
-                        f"{path.name} imports `{'.' * node.level}{node.module or ''}`: Hub remote code needs single-dot "
-                        f"imports of the modules shipped beside the weights ({', '.join(REMOTE_CODE_MODULES)})."
-                    )
+            relative = isinstance(node, ast.ImportFrom) and node.level > 0
+            if relative and (node.level != 1 or node.module not in REMOTE_CODE_MODULES):
+                raise ConversionError(
+                    f"{path.name} imports `{'.' * node.level}{node.module or ''}`: Hub remote code needs single-dot "
+                    f"imports of the modules shipped beside the weights ({', '.join(REMOTE_CODE_MODULES)})."
+                )
     return files
 
 

@@ -3,7 +3,6 @@
 """The model card (`README.md`) written beside a converted released checkpoint."""
 
 from huggingface_hub import EvalResult, ModelCardData
-
 from released import ORIGINAL_COMMIT, ORIGINAL_REPO, ReleasedCheckpoint
 
 SAMPLE_IMAGE = "http://images.cocodataset.org/val2017/000000039769.jpg"
@@ -179,6 +178,7 @@ def render_model_card(
         )
     usage = "\n".join(task_sections)
     tasks_text = ", ".join(TASK_TITLES[t].lower() for t in entry.tasks)
+    reported = f" (the original README lists {entry.reported_parameters})" if entry.reported_parameters else ""
     if config_name is None:
         config_text = f"config `configs/{entry.config}` of [{ORIGINAL_REPO}]({ORIGINAL_REPO}) at `{ORIGINAL_COMMIT}`"
         command = f"--model-name {entry.name} --output-dir {entry.name}"
@@ -201,7 +201,7 @@ This repository holds the original authors' released checkpoint `{entry.file_nam
 {entry.description}. It supports {tasks_text}.
 
 - Backbone: {entry.backbone}
-- Parameters: {num_parameters:,}
+- Parameters: {num_parameters:,}{reported}
 - Training (by the original authors): {entry.training}
 - Labels: {len(labels)} classes ({num_things} things, {len(labels) - num_things} stuff), `model.config.id2label`
 - Test-time resize (in the image processor): shortest edge {resize["shortest_edge"]}, longest edge at most {resize["longest_edge"]}

@@ -11,7 +11,7 @@ yaml of the same path.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 CONVERSION_DIR = Path(__file__).resolve().parent
@@ -81,10 +81,9 @@ class ReleasedCheckpoint:
     training: str
     notes: tuple[str, ...] = ()
     readme_config: str | None = None  # the config the original README links, when it is not `config`
-    reported_parameters: str | None = None
+    reported_parameters: str | None = None  # the original README's "Params" column, when it has one
     # sha256 of the released file; None until someone records it from a download (the converter prints it)
     sha256: str | None = None
-    hub_tags: tuple[str, ...] = field(default=())
 
     @property
     def url(self) -> str:
@@ -120,8 +119,10 @@ RELEASED = {
             training=COCO_50EP,
             reported_parameters="47M",
             notes=(
-                "The file name's `3sd1` tag does not describe the config: `maskdino_R50_bs16_50ep_3s.yaml` has 3 "
-                "feature levels and no extra downsampled level.",
+                (
+                    "The file name's `3sd1` tag does not describe the config: `maskdino_R50_bs16_50ep_3s.yaml` has 3 "
+                    "feature levels and no extra downsampled level."
+                ),
             ),
         ),
         ReleasedCheckpoint(
@@ -158,8 +159,10 @@ RELEASED = {
             reported_parameters="223M",
             readme_config="coco/instance-segmentation/swin/maskdino_R50_bs16_50ep_4s_dowsample1_2048.yaml",
             notes=(
-                "The original README links `swin/maskdino_R50_bs16_50ep_4s_dowsample1_2048.yaml` for this model, which "
-                "uses mask-enhanced (`bitmask`) anchors; the matching config is `..._2048_no_maskEnhance.yaml`.",
+                (
+                    "The original README links `swin/maskdino_R50_bs16_50ep_4s_dowsample1_2048.yaml` for this model, which "
+                    "uses mask-enhanced (`bitmask`) anchors; the matching config is `..._2048_no_maskEnhance.yaml`."
+                ),
                 "The file name's `3sd1` tag does not describe the config (4 backbone levels plus 1 downsampled level).",
             ),
         ),
@@ -198,10 +201,12 @@ RELEASED = {
             ),
             training=COCO_50EP,
             notes=(
-                "The original README lists 48.8 under \"Mask AP\" and 44.3 under \"Box AP\" for this model. Those "
-                "columns are swapped: mmdetection's reproduction of this checkpoint (open-mmlab/mmdetection PR #10689, "
-                "PQ 52.95, mIoU 60.6) logs bbox mAP 48.9 and segm mAP 44.4, and every other Mask DINO model has box AP "
-                "above mask AP. They are listed here as box AP 48.8 and mask AP 44.3.",
+                (
+                    "The original README lists 48.8 under \"Mask AP\" and 44.3 under \"Box AP\" for this model. Those "
+                    "columns are swapped: mmdetection's reproduction of this checkpoint (open-mmlab/mmdetection PR #10689, "
+                    "PQ 52.95, mIoU 60.6) logs bbox mAP 48.9 and segm mAP 44.4, and every other Mask DINO model has box AP "
+                    "above mask AP. They are listed here as box AP 48.8 and mask AP 44.3."
+                ),
             ),
         ),
         ReleasedCheckpoint(
@@ -247,8 +252,10 @@ RELEASED = {
             metrics=(Metric("mIoU", 79.8, "semantic-segmentation", "miou", CITYSCAPES_MIOU),),
             training="Cityscapes fine train, 90k iterations (batch 16), 512x1024 crops",
             notes=(
-                "The backbone was trained with synchronised BatchNorm (`NORM: SyncBN`), so its BatchNorm layers keep "
-                "running statistics (used in eval mode) rather than being frozen.",
+                (
+                    "The backbone was trained with synchronised BatchNorm (`NORM: SyncBN`), so its BatchNorm layers keep "
+                    "running statistics (used in eval mode) rather than being frozen."
+                ),
                 "The file name's `50ep` tag does not describe the training: the config trains 90k iterations.",
             ),
         ),

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import released
 import torch
 from conversion_helpers import one_torch_thread  # noqa: F401  (fixture)
 from convert_maskdino_to_hf import (
@@ -30,12 +31,11 @@ from convert_maskdino_to_hf import (
 )
 from huggingface_hub import ModelCard
 from original_checkpoint import save_original_checkpoint
+from released import RELEASED
 from safetensors import safe_open
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForUniversalSegmentation
 
-import released
 import transformers_maskdino  # noqa: F401  (registers the Auto classes)
-from released import RELEASED
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -173,6 +173,6 @@ def test_written_weights_equal_save_pretrained(converted_reference, tmp_path, ca
     ) as ours:
         assert ours.metadata() == theirs.metadata() == {"format": "pt"}
         assert sorted(ours.keys()) == sorted(theirs.keys())
-        for key in theirs.keys():
+        for key in theirs.keys():  # noqa: SIM118  (safe_open is not a dict)
             assert torch.equal(ours.get_tensor(key), theirs.get_tensor(key)), key
     assert (tmp_path / "ours" / "config.json").read_text() == (tmp_path / "reference" / "config.json").read_text()

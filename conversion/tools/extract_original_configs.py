@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from convert_maskdino_to_hf import Detectron2YamlLoader  # noqa: E402
+from convert_maskdino_to_hf import Detectron2YamlLoader
 
 # Dotted prefixes of the keys to keep; a prefix keeps its whole subtree.
 KEPT_KEYS = (
