@@ -1172,81 +1172,79 @@ def _list_models() -> None:
         print(f"{entry.name:48s} {', '.join(entry.tasks):38s} {entry.file_name}")
 
 
+@dataclass
+class _Source:
+    checkpoint: Path
+    config_file: Path
+    cfg: dict
+    entry: object | None = None  # released.ReleasedCheckpoint
+    dataset: dict | None = None
+    labels: tuple[dict[int, str], list[int]] | None = None
+    metadata: dict | None = None
+
+
+def _resolve_source(args) -> _Source:
+    """The checkpoint file (downloaded if needed), its config, and where its labels come from."""
+    if not args.model_name:
+        metadata = None
+        if args.metadata:
+            with open(args.metadata) as f:
+                metadata = json.load(f)
+        config_file = Path(args.config_file)
+        return _Source(Path(args.checkpoint), config_file, load_detectron2_yaml(config_file), metadata=metadata)
+
+    from released import get_released
+
+    entry = get_released(args.model_name)
+    config_file = Path(args.config_file) if args.config_file else entry.config_path
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+    else:
+        url = args.checkpoint_url or entry.url
+        checkpoint = download_checkpoint(url, args.cache_dir / entry.file_name, not args.no_progress, entry.sha256)
+    cfg = load_detectron2_yaml(config_file)
+    dataset = entry.load_dataset()
+    resize = image_processor_from_detectron2(cfg, config_from_detectron2(cfg)).size
+    expected = dataset["test_resize"]
+    if (resize["shortest_edge"], resize["longest_edge"]) != (expected["shortest_edge"], expected["longest_edge"]):
+        raise ConversionError(
+            f"{config_file} resizes to {dict(resize)} but datasets/{entry.dataset}.json says {expected}; fix the data "
+            "so they agree."
+        )
+    return _Source(checkpoint, config_file, cfg, entry, dataset, labels_from_dataset(dataset))
+
+
 def main(argv=None):
     args = _parse_args(argv)
     if args.list_models:
         _list_models()
         return
-    progress = not args.no_progress
     output_dir = Path(args.output_dir)
-    entry = None
-    if args.model_name:
-        from released import get_released
-
-        entry = get_released(args.model_name)
-        config_file = Path(args.config_file) if args.config_file else entry.config_path
-        if args.checkpoint:
-            checkpoint = Path(args.checkpoint)
-        else:
-            url = args.checkpoint_url or entry.url
-            checkpoint = download_checkpoint(url, args.cache_dir / entry.file_name, progress, entry.sha256)
-        dataset = entry.load_dataset()
-        cfg = load_detectron2_yaml(config_file)
-        resize = image_processor_from_detectron2(cfg, config_from_detectron2(cfg)).size
-        expected_resize = dataset["test_resize"]
-        if (resize["shortest_edge"], resize["longest_edge"]) != (expected_resize["shortest_edge"], expected_resize["longest_edge"]):
-            raise ConversionError(
-                f"{config_file} resizes to {dict(resize)} but datasets/{entry.dataset}.json says "
-                f"{expected_resize}; fix the data so they agree."
-            )
-        labels = labels_from_dataset(dataset)
-        metadata = None
-    else:
-        config_file, checkpoint = Path(args.config_file), Path(args.checkpoint)
-        cfg = load_detectron2_yaml(config_file)
-        labels, metadata = None, None
-        if args.metadata:
-            with open(args.metadata) as f:
-                metadata = json.load(f)
-
-    source_sha256 = sha256_of(checkpoint)
-    result = convert_checkpoint(cfg, load_original_state_dict(checkpoint), metadata, labels)
+    source = _resolve_source(args)
+    source_sha256 = sha256_of(source.checkpoint)
+    result = convert_checkpoint(source.cfg, load_original_state_dict(source.checkpoint), source.metadata, source.labels)
     model = result.model
-    write_model_directory(model, result.image_processor, output_dir, remote_code=not args.no_remote_code, progress=progress)
-    if entry is not None:
-        from model_card import render_model_card
-
-        card = render_model_card(
-            entry,
-            dataset,
-            repo_id=args.push_to_hub or entry.name,
-            num_parameters=model.num_parameters(),
-            source_sha256=source_sha256,
-            config_name=None if config_file == entry.config_path else config_file.name,
-            object_mask_threshold=model.config.object_mask_threshold,
-            overlap_threshold=model.config.overlap_threshold,
-        )
-        (output_dir / "README.md").write_text(card)
+    write_model_directory(
+        model, result.image_processor, output_dir, remote_code=not args.no_remote_code, progress=not args.no_progress
+    )
 
     # reload what was written: the directory must give back every tensor
     reloaded = MaskDinoForUniversalSegmentation.from_pretrained(output_dir).eval()
-    expected_state = model.state_dict()
-    reloaded_state = reloaded.state_dict()
+    expected_state, reloaded_state = model.state_dict(), reloaded.state_dict()
     differing = [k for k, v in expected_state.items() if k not in reloaded_state or not torch.equal(v, reloaded_state[k])]
     if differing:
         raise ConversionError(f"{output_dir} does not reload identically; differing tensors: {differing[:10]}")
-
-    num_parameters = model.num_parameters()
-    print(f"Source:      {checkpoint} (sha256 {source_sha256})")
-    print(f"Config:      {config_file}")
+    print(f"Source:      {source.checkpoint} (sha256 {source_sha256})")
+    print(f"Config:      {source.config_file}")
     print(
         f"Tensors:     {result.num_checkpoint_tensors} in the checkpoint: {result.num_mapped} mapped to "
         f"{len(expected_state)} model tensors, {result.num_aliases} aliases of the shared box head and decoder norm, "
         f"{len(result.skipped)} skipped ({', '.join(result.skipped) or 'none'})"
     )
-    print(f"Parameters:  {num_parameters:,}")
+    print(f"Parameters:  {model.num_parameters():,}")
     print(f"Written:     {output_dir} (model.safetensors sha256 {sha256_of(output_dir / 'model.safetensors')}); reload OK")
 
+    verification = None
     if args.verify:
         report = verify_outputs(reloaded, args.verify, args.verify_tolerance)
         for key, difference in report.differences.items():
@@ -1255,16 +1253,37 @@ def main(argv=None):
             print(f"  verify: ignored keys {', '.join(report.ignored)}")
         if not report.ok:
             raise SystemExit("Verification failed (nothing pushed):\n  " + "\n  ".join(report.failures))
+        verification = (
+            f"{len(report.differences)} outputs of the original on one image, max difference "
+            f"{max(report.differences.values()):.1e}"
+        )
         print(f"Verified:    {len(report.differences)} outputs match {args.verify} within {args.verify_tolerance:g}")
 
+    if source.entry is not None:
+        from model_card import render_model_card
+
+        card = render_model_card(
+            source.entry,
+            source.dataset,
+            repo_id=args.push_to_hub or source.entry.name,
+            num_parameters=model.num_parameters(),
+            source_sha256=source_sha256,
+            config_name=None if source.config_file == source.entry.config_path else source.config_file.name,
+            object_mask_threshold=model.config.object_mask_threshold,
+            overlap_threshold=model.config.overlap_threshold,
+            verification=verification,
+        )
+        (output_dir / "README.md").write_text(card)
+        print(f"Card:        {output_dir / 'README.md'}")
+
     if args.push_to_hub:
-        source_name = entry.file_name if entry is not None else checkpoint.name
+        source_name = source.entry.file_name if source.entry is not None else source.checkpoint.name
         commit = push_to_hub(
             output_dir,
             args.push_to_hub,
             commit_message=f"Add Mask DINO converted from {source_name}",
             commit_description=f"Converted from the original checkpoint {source_name} (sha256 {source_sha256}) "
-            f"with config {config_file.name} by conversion/convert_maskdino_to_hf.py.",
+            f"with config {source.config_file.name} by conversion/convert_maskdino_to_hf.py.",
             token=args.token,
             private=args.private or None,
             create_pr=args.create_pr,

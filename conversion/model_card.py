@@ -7,6 +7,8 @@ from released import ORIGINAL_COMMIT, ORIGINAL_REPO, ReleasedCheckpoint
 
 SAMPLE_IMAGE = "http://images.cocodataset.org/val2017/000000039769.jpg"
 PACKAGE = "transformers-maskdino"
+# third-party modules the remote code imports (transformers checks them before running it), as pip names
+REMOTE_CODE_REQUIREMENTS = ("transformers>=5.23", "torch", "scipy", "Pillow")
 
 CITATION = """@inproceedings{li2023maskdino,
   title     = {Mask DINO: Towards A Unified Transformer-based Framework for Object Detection and Segmentation},
@@ -156,11 +158,12 @@ def render_model_card(
     num_parameters: int,
     source_sha256: str,
     object_mask_threshold: float,
-    config_name: str | None = None,
     overlap_threshold: float,
+    config_name: str | None = None,
+    verification: str | None = None,
 ) -> str:
     """The full `README.md` text (YAML header and Markdown body). `config_name` names a config that replaced the
-    table's (`--config-file`)."""
+    table's (`--config-file`); `verification` says what `--verify` compared, if it ran."""
     metadata = card_metadata(entry, dataset, repo_id).to_yaml()
     labels = dataset["labels"]
     num_things = sum(label["isthing"] for label in labels)
@@ -179,6 +182,10 @@ def render_model_card(
     usage = "\n".join(task_sections)
     tasks_text = ", ".join(TASK_TITLES[t].lower() for t in entry.tasks)
     reported = f" (the original README lists {entry.reported_parameters})" if entry.reported_parameters else ""
+    if verification is None:
+        verified_text = "This checkpoint's outputs were not compared with the original's at conversion (`--verify`)."
+    else:
+        verified_text = f"At conversion, this checkpoint was verified against the original's outputs: {verification}."
     if config_name is None:
         config_text = f"config `configs/{entry.config}` of [{ORIGINAL_REPO}]({ORIGINAL_REPO}) at `{ORIGINAL_COMMIT}`"
         command = f"--model-name {entry.name} --output-dir {entry.name}"
@@ -209,9 +216,9 @@ This repository holds the original authors' released checkpoint `{entry.file_nam
 ## Results reported by the original
 
 These are the original authors' numbers (Mask DINO README at commit `{ORIGINAL_COMMIT}`), computed with their detectron2
-code on the {dataset["evaluation_split"]} split; they were not re-measured for this conversion. The converted model
-reproduces the original implementation's outputs tensor by tensor (max difference at most 1e-4 relative), checked
-against reference outputs of the original code.
+code on the {dataset["evaluation_split"]} split; they were not re-measured for this conversion. The port reproduces
+the original implementation tensor by tensor (max difference at most 1e-4 relative) on reference runs of the original
+code. {verified_text}
 
 | Task | Metric | Value | Evaluation |
 |---|---|---|---|
@@ -220,8 +227,9 @@ against reference outputs of the original code.
 
 ## How to use
 
-The model code is included in this repository, so `trust_remote_code=True` is all that is needed. Alternatively,
-`pip install {PACKAGE}` and `import transformers_maskdino` before loading: the package's classes are then used.
+The model code is included in this repository, so `trust_remote_code=True` is all that is needed (with
+`pip install {" ".join(f'"{r}"' for r in REMOTE_CODE_REQUIREMENTS)}`). Alternatively, `pip install {PACKAGE}` and
+`import transformers_maskdino` before loading: the package's classes are then used.
 
 {usage}
 ## Conversion

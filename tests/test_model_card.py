@@ -77,6 +77,24 @@ def test_card_names_the_evaluation_tools_and_the_swapped_columns():
     )
 
 
+def test_card_says_whether_this_checkpoint_was_verified():
+    assert "outputs were not compared with the original's at conversion (`--verify`)" in render("maskdino-r50-coco-panoptic")
+    entry = RELEASED["maskdino-r50-coco-panoptic"]
+    card = render_model_card(
+        entry,
+        entry.load_dataset(),
+        repo_id="org/model",
+        num_parameters=1,
+        source_sha256="0" * 64,
+        object_mask_threshold=0.25,
+        overlap_threshold=0.8,
+        config_name="my_config.yaml",
+        verification="9 outputs of the original on one image, max difference 3.1e-06",
+    )
+    assert "verified against the original's outputs: 9 outputs of the original on one image" in card
+    assert "--model-name maskdino-r50-coco-panoptic --config-file my_config.yaml --output-dir" in card
+
+
 def snippet_cases():
     cases = []
     for name in ("maskdino-r50-coco-panoptic", "maskdino-r50-coco-instance", "maskdino-r50-ade20k-semantic"):

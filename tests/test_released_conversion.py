@@ -85,6 +85,7 @@ def check_converted_release(name: str, checkpoint: Path, output_dir: Path, stdou
     card = ModelCard.load(output_dir / "README.md")
     assert card.data.license == "apache-2.0" and card.data.library_name == "transformers"
     assert entry.file_name in card.text and sha256_of(checkpoint) in card.text
+    assert f"Parameters: {model.num_parameters():,}" in card.text
     with torch.no_grad():
         outputs = model(torch.randn(1, 3, 160, 224))  # enough encoder tokens for 300 queries
     assert outputs.class_queries_logits.shape == (1, model.config.num_queries, model.config.num_class_logits)

@@ -211,3 +211,17 @@ def test_written_files_and_auto_map(tmp_path):
     for reference in CONFIG_AUTO_MAP.values():
         assert reference.split(".")[0] in REMOTE_CODE_MODULES
     assert not (directory / "kernels").exists()
+
+
+def test_model_card_lists_what_the_remote_code_imports():
+    from model_card import REMOTE_CODE_REQUIREMENTS
+    from transformers.dynamic_module_utils import get_imports
+
+    pip_names = {"PIL": "Pillow"}
+    # installed with transformers or huggingface_hub themselves
+    implied = {"transformers", "huggingface_hub", "numpy", "filelock"}
+    required = set()
+    for path in remote_code_files():
+        required |= {m for m in get_imports(path) if m not in sys.stdlib_module_names}
+    listed = {r.split(">")[0].split("=")[0] for r in REMOTE_CODE_REQUIREMENTS}
+    assert {pip_names.get(m, m) for m in required} - implied <= listed
