@@ -766,10 +766,19 @@ def convert_checkpoint(
     config.architectures = ["MaskDinoForUniversalSegmentation"]
     image_processor = image_processor_from_detectron2(cfg, config)
     model = MaskDinoForUniversalSegmentation(config).eval()
-    converted, unused = convert_state_dict(original, config, len(model.model.pixel_decoder.fpn_features))
+    # The original's pixel statistics are non-persistent buffers; should a checkpoint hold them anyway, they must be
+    # the config's (our image processor normalises with those).
+    problems = []
+    for key, config_key in (("pixel_mean", "MODEL.PIXEL_MEAN"), ("pixel_std", "MODEL.PIXEL_STD")):
+        if key in original:
+            expected = torch.tensor(_get(cfg, config_key), dtype=original[key].dtype)
+            if not torch.allclose(original[key].flatten(), expected):
+                problems.append(f"{key} in the checkpoint is {original[key].flatten().tolist()}, {config_key} is {expected.tolist()}")
+    skipped = [k for k in original if k in ("criterion.empty_weight", "pixel_mean", "pixel_std")]
+    kept = {k: v for k, v in original.items() if k not in ("pixel_mean", "pixel_std")}
+    converted, unused = convert_state_dict(kept, config, len(model.model.pixel_decoder.fpn_features))
     num_mapped = len(converted)
-    check_and_load(model, converted, unused, architecture_mismatches(original, config))
-    skipped = [k for k in original if k == "criterion.empty_weight"]
+    check_and_load(model, converted, unused, problems + architecture_mismatches(original, config))
     aliases = [k for k in original if any(re.fullmatch(p, k) for p in ALIASES)]
     return ConversionResult(
         model=model,

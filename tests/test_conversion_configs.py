@@ -20,6 +20,7 @@ from convert_maskdino_to_hf import (
     MaskDinoForUniversalSegmentation,
     config_from_detectron2,
     conversion_problems,
+    convert_checkpoint,
     convert_state_dict,
     image_processor_from_detectron2,
     labels_from_dataset,
@@ -135,6 +136,17 @@ def test_unset_keys_take_the_original_defaults():
     assert not config.init_queries_from_encoder and config.num_queries == 100
     cityscapes = config_from_detectron2(load_detectron2_yaml(RELEASED["maskdino-r50-cityscapes-semantic"].config_path))
     assert not cityscapes.freeze_backbone_batch_norm  # trained with SyncBN
+
+
+def test_pixel_statistics_in_a_checkpoint_must_be_the_configs():
+    cfg = load_detectron2_yaml(REFERENCE_DIR / "r50_instance" / "config.yaml")
+    original = torch.load(REFERENCE_DIR / "r50_instance" / "model.pth", map_location="cpu", weights_only=True)["model"]
+    mean = torch.tensor(cfg["MODEL"]["PIXEL_MEAN"]).view(3, 1, 1)
+    std = torch.tensor(cfg["MODEL"]["PIXEL_STD"]).view(3, 1, 1)
+    result = convert_checkpoint(cfg, {**original, "pixel_mean": mean, "pixel_std": std})
+    assert sorted(result.skipped) == ["criterion.empty_weight", "pixel_mean", "pixel_std"]
+    with pytest.raises(ConversionError, match=r"pixel_mean in the checkpoint is \[103.5"):
+        convert_checkpoint(cfg, {**original, "pixel_mean": mean.flip(0), "pixel_std": std})
 
 
 # --------------------------------------------------------------------------------------------------- data tables
