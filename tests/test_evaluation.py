@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
+from training_fixtures import perfect_outputs
 
 from transformers_maskdino import MaskDinoImageProcessor
 from transformers_maskdino.evaluation import (
@@ -110,37 +110,11 @@ def test_classes_absent_from_both_are_left_out_of_the_mean():
 
 
 def ground_truth_scene(height=32, width=48):
-    circle = box_mask(height, width, 4, 4, 14, 16)
-    square = box_mask(height, width, 18, 26, 30, 44)
-    sky = ~(circle | square)
-    sky[24:, :20] = False
-    grass = ~(circle | square | sky)
-    return np.stack([circle, square, sky, grass]), np.array([0, 1, 2, 2])
-
-
-def perfect_outputs(masks: np.ndarray, labels: np.ndarray, num_queries: int = 6, num_labels: int = 3):
-    """Outputs whose post-processing reproduces the ground truth exactly: one confident query per segment, with
-    mask logits of +-20 at full resolution and its exact box; the other queries predict nothing."""
-    height, width = masks.shape[-2:]
-    class_logits = torch.full((1, num_queries, num_labels), -20.0)
-    mask_logits = torch.full((1, num_queries, height, width), -20.0)
-    boxes = torch.zeros(1, num_queries, 4)
-    for query, (mask, label) in enumerate(zip(masks, labels)):
-        class_logits[0, query, label] = 20.0
-        mask_logits[0, query][torch.from_numpy(mask)] = 20.0
-        rows, cols = np.nonzero(mask)
-        x0, y0, x1, y1 = cols.min(), rows.min(), cols.max() + 1, rows.max() + 1
-        boxes[0, query] = torch.tensor(
-            [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height]
-        )
-    sizes = torch.tensor([[height, width]])
-    return {
-        "class_queries_logits": class_logits,
-        "masks_queries_logits": mask_logits,
-        "pred_boxes": boxes,
-        "image_sizes": sizes,
-        "padded_image_sizes": sizes,
-    }
+    """Two things and the stuff around them; stuff is one segment per class and image, as panoptic post-processing
+    fuses it."""
+    first = box_mask(height, width, 4, 4, 14, 16)
+    second = box_mask(height, width, 18, 26, 30, 44)
+    return np.stack([first, second, ~(first | second)]), np.array([0, 1, 2])
 
 
 @pytest.fixture
@@ -151,10 +125,7 @@ def processor():
 def test_perfect_predictions_score_one_everywhere(processor):
     masks, labels = ground_truth_scene()
     evaluator = SegmentationEvaluator(processor, NUM_LABELS)
-    # stuff of one class is one segment per image, as panoptic post-processing fuses it
-    fused_masks = np.stack([masks[0], masks[1], masks[2] | masks[3]])
-    fused_labels = np.array([0, 1, 2])
-    evaluator.add(perfect_outputs(fused_masks, fused_labels), [(fused_masks, fused_labels)])
+    evaluator.add(perfect_outputs(masks, labels), [(masks, labels)])
     metrics = evaluator.compute()
     for name in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", "mIoU", "mean_accuracy", "overall_accuracy"):
         assert metrics[name] == pytest.approx(1.0), name
@@ -164,10 +135,9 @@ def test_perfect_predictions_score_one_everywhere(processor):
 
 def test_wrong_classes_score_zero(processor):
     masks, labels = ground_truth_scene()
-    fused_masks = np.stack([masks[0], masks[1], masks[2] | masks[3]])
     evaluator = SegmentationEvaluator(processor, NUM_LABELS)
     swapped = np.array([1, 0, 2])  # the two things are predicted as each other
-    evaluator.add(perfect_outputs(fused_masks, swapped), [(fused_masks, np.array([0, 1, 2]))])
+    evaluator.add(perfect_outputs(masks, swapped), [(masks, labels)])
     metrics = evaluator.compute()
     assert metrics["PQ_th"] == 0.0 and metrics["PQ_st"] == 1.0
     # every query also yields (query, class) pairs for the other classes at a probability of ~1e-9, so each thing is
@@ -179,14 +149,12 @@ def test_wrong_classes_score_zero(processor):
 
 def test_states_of_several_processes_merge_into_the_single_process_result(processor):
     masks, labels = ground_truth_scene()
-    fused_masks = np.stack([masks[0], masks[1], masks[2] | masks[3]])
-    fused_labels = np.array([0, 1, 2])
-    good = perfect_outputs(fused_masks, fused_labels)
-    bad = perfect_outputs(fused_masks, np.array([1, 0, 2]))
+    good = perfect_outputs(masks, labels)
+    bad = perfect_outputs(masks, np.array([1, 0, 2]))
     single = SegmentationEvaluator(processor, NUM_LABELS)
     first, second = SegmentationEvaluator(processor, NUM_LABELS), SegmentationEvaluator(processor, NUM_LABELS)
     for evaluator, outputs in ((single, good), (single, bad), (first, good), (second, bad)):
-        evaluator.add(outputs, [(fused_masks, fused_labels)])
+        evaluator.add(outputs, [(masks, labels)])
     merged = SegmentationEvaluator(processor, NUM_LABELS)
     merged.merge([first.state(), second.state()])
     assert merged.num_images == 2

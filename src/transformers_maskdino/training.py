@@ -8,6 +8,7 @@ The dataset format is the one of [`transformers_maskdino.synthetic_data`]: an `i
 ids with its `segments_info` (`id`, `category_id`, `isthing`), and a `semantic_map` of class ids.
 """
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -407,6 +408,31 @@ def _read_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     return dict(state_dict)
 
 
+def _pretrained_backbone_state_dict(backbone: nn.Module, directory: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """
+    Backbone tensors of a transformers `save_pretrained` directory, read by the backbone's own class so that
+    transformers' key renames (checkpoints are saved in their original key format) and model prefixes apply.
+    Returns the tensors the directory provides and the checkpoint keys with no place in the backbone.
+    """
+    from transformers import AutoConfig
+
+    checkpoint_type = AutoConfig.from_pretrained(directory).model_type
+    if checkpoint_type != backbone.config.model_type:
+        raise ValueError(
+            f"{directory} holds a {checkpoint_type!r} model but the backbone is {backbone.config.model_type!r}; build "
+            "the Mask DINO config with a backbone config of the checkpoint's type."
+        )
+    # the concrete class, not AutoBackbone, whose from_pretrained looks names up on the Hub (transformers 5.23)
+    loaded, loading_info = type(backbone).from_pretrained(
+        directory, out_features=list(backbone.out_features), output_loading_info=True
+    )
+    state_dict = loaded.state_dict()
+    # tensors the directory does not have were freshly initialised by from_pretrained: leave ours as they are
+    for key in loading_info["missing_keys"]:
+        state_dict.pop(key, None)
+    return state_dict, sorted(loading_info["unexpected_keys"])
+
+
 def load_backbone_weights(
     model: nn.Module, checkpoint: str | Path | Mapping[str, torch.Tensor]
 ) -> BackboneLoadingInfo:
@@ -428,18 +454,34 @@ def load_backbone_weights(
     backbone = getattr(base, "backbone", None)
     if backbone is None:
         raise ValueError(f"{type(model).__name__} has no `backbone` (expected a Mask DINO model).")
-    state_dict = checkpoint if isinstance(checkpoint, Mapping) else _read_state_dict(checkpoint)
+    unused_by_transformers: list[str] = []
+    if isinstance(checkpoint, Mapping):
+        state_dict = dict(checkpoint)
+    elif (Path(checkpoint) / "config.json").is_file():
+        state_dict, unused_by_transformers = _pretrained_backbone_state_dict(backbone, Path(checkpoint))
+    else:
+        state_dict = _read_state_dict(checkpoint)
     backbone_keys = set(backbone.state_dict())
+    # frozen batch norms (`freeze_backbone_batch_norm`) keep no update counter: nothing is lost by dropping it
+    if not any(key.endswith("num_batches_tracked") for key in backbone_keys):
+        state_dict = {key: value for key, value in state_dict.items() if not key.endswith("num_batches_tracked")}
 
-    # the prefix that makes the most checkpoint keys land on backbone keys ("" for a bare backbone)
-    prefixes = {""} | {key.split(".", 1)[0] + "." for key in state_dict if "." in key}
-    best_prefix = max(
-        sorted(prefixes), key=lambda p: sum(k[len(p) :] in backbone_keys for k in state_dict if k.startswith(p))
+    # Classification checkpoints nest the encoder (`resnet.`, `swin.`) and some backbones do too (SwinBackbone keeps
+    # a `swin.` submodule): take the prefix to drop and the prefix to add that land the most keys on backbone keys.
+    checkpoint_prefixes = {""} | {key.split(".", 1)[0] + "." for key in state_dict if "." in key}
+    backbone_prefixes = {""} | {key.split(".", 1)[0] + "." for key in backbone_keys if "." in key}
+
+    def renamed(key: str, drop: str, add: str) -> str | None:
+        return add + key[len(drop) :] if key.startswith(drop) else None
+
+    drop, add = max(
+        sorted(itertools.product(checkpoint_prefixes, backbone_prefixes)),
+        key=lambda pair: sum(renamed(key, *pair) in backbone_keys for key in state_dict),
     )
     mapped = {
-        key[len(best_prefix) :]: tensor
+        renamed(key, drop, add): tensor
         for key, tensor in state_dict.items()
-        if key.startswith(best_prefix) and key[len(best_prefix) :] in backbone_keys
+        if renamed(key, drop, add) in backbone_keys
     }
     if not mapped:
         raise ValueError(
@@ -447,7 +489,7 @@ def load_backbone_weights(
             f"{sorted(backbone_keys)[:3]} and the checkpoint has {sorted(state_dict)[:3]}."
         )
     unused = sorted(
-        key for key in state_dict if not (key.startswith(best_prefix) and key[len(best_prefix) :] in mapped)
+        unused_by_transformers + [key for key in state_dict if renamed(key, drop, add) not in backbone_keys]
     )
     mismatched = [
         f"{key}: checkpoint {tuple(tensor.shape)} vs backbone {tuple(backbone.state_dict()[key].shape)}"

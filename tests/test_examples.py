@@ -1,0 +1,251 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""The examples on a tiny synthetic dataset: the Trainer and accelerate scripts train, evaluate periodically and
+save a checkpoint that reloads to the same metrics; two CPU processes keep identical replicas; `evaluate.py` scores
+a checkpoint, and scores perfect predictions 1."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from training_fixtures import (
+    REPO,
+    import_example,
+    perfect_outputs,
+    save_synthetic_dataset,
+    write_tiny_config,
+)
+
+from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS
+from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
+
+METRIC_KEYS = ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mask_AP", "mask_AP50", "box_AP", "box_AP50", "mIoU")
+IMAGE_SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    return save_synthetic_dataset(
+        tmp_path_factory.mktemp("data") / "shapes", num_train=8, num_validation=4, image_size=IMAGE_SIZE
+    )
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    return write_tiny_config(tmp_path_factory.mktemp("config") / "tiny.json")
+
+
+def assert_sane_metrics(metrics: dict, prefix: str = ""):
+    for key in METRIC_KEYS:
+        value = metrics[prefix + key]
+        assert math.isnan(value) or 0.0 <= value <= 1.0, (key, value)
+    # the stuff classes are in every image, so their PQ and mIoU are measured
+    assert not math.isnan(metrics[prefix + "PQ_st"]) and not math.isnan(metrics[prefix + "mIoU"])
+
+
+def common_arguments(dataset_dir, config_file, output_dir):
+    return [
+        "--dataset_name", str(dataset_dir),
+        "--config_name", str(config_file),
+        "--output_dir", str(output_dir),
+        "--shortest_edge", str(IMAGE_SIZE),
+        "--longest_edge", str(2 * IMAGE_SIZE),
+        "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2",
+        "--learning_rate", "1e-3",
+        "--seed", "0",
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------ Trainer
+
+
+def test_trainer_example_trains_evaluates_and_saves_a_reloadable_checkpoint(tmp_path, dataset_dir, config_file):
+    example = import_example("finetune_trainer")
+    output_dir = tmp_path / "trainer"
+    arguments = common_arguments(dataset_dir, config_file, output_dir) + [
+        "--max_steps", "4",
+        "--do_train", "--do_eval",
+        "--eval_strategy", "steps", "--eval_steps", "2",
+        "--logging_steps", "1",
+        "--save_strategy", "no",
+        "--use_cpu",
+    ]  # fmt: skip
+    results = example.main(arguments)
+
+    assert math.isfinite(results["train_loss"]) and results["train_loss"] > 0
+    assert math.isfinite(results["eval_loss"]) and results["eval_loss"] > 0
+    assert_sane_metrics(results, "eval_")
+    # periodic evaluation ran at steps 2 and 4, with the metrics of every task
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "eval_PQ" in entry][:2] == [2, 4]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4]
+
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert (output_dir / name).is_file(), name
+    model = MaskDinoForUniversalSegmentation.from_pretrained(output_dir)
+    processor = MaskDinoImageProcessor.from_pretrained(output_dir)
+    assert model.config.id2label == dict(enumerate(LABELS))
+    assert model.config.stuff_label_ids == STUFF_LABEL_IDS == processor.stuff_label_ids
+    assert processor.size["shortest_edge"] == IMAGE_SIZE
+
+    # evaluating the saved checkpoint gives the final metrics again: saving and reloading lose nothing
+    reloaded = example.main(
+        [
+            "--dataset_name",
+            str(dataset_dir),
+            "--model_name_or_path",
+            str(output_dir),
+            "--output_dir",
+            str(tmp_path / "reloaded"),
+            "--per_device_eval_batch_size",
+            "2",
+            "--do_eval",
+            "--use_cpu",
+        ]
+    )
+    for key in METRIC_KEYS:
+        np.testing.assert_allclose(reloaded[f"eval_{key}"], results[f"eval_{key}"], err_msg=key)
+
+
+def test_trainer_example_defaults_are_the_original_solver():
+    example = import_example("finetune_trainer")
+    parser = example.HfArgumentParser(
+        (example.ModelArguments, example.DataArguments, example.MaskDinoTrainingArguments)
+    )
+    _, data_args, training_args = parser.parse_args_into_dataclasses(["--dataset_name", "d", "--output_dir", "o"])
+    assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
+    assert training_args.max_grad_norm == 0.01 and training_args.backbone_learning_rate_multiplier == 0.1
+    assert training_args.remove_unused_columns is False and training_args.eval_do_concat_batches is False
+    assert training_args.batch_eval_metrics is True
+    assert data_args.task == "panoptic" and data_args.flip_probability == 0.5
+
+
+# ------------------------------------------------------------------------------------------------------ accelerate
+
+
+def test_accelerate_example_matches_evaluate_py_on_its_checkpoint(tmp_path, dataset_dir, config_file):
+    output_dir = tmp_path / "accelerate"
+    arguments = common_arguments(dataset_dir, config_file, output_dir) + [
+        "--max_steps", "3", "--eval_steps", "2", "--logging_steps", "1", "--cpu",
+    ]  # fmt: skip
+    result = import_example("finetune_accelerate").train(arguments)
+    assert [evaluation["step"] for evaluation in result.evaluations] == [2, 3]
+    assert len(result.losses) == 3 and all(math.isfinite(loss) for loss in result.losses)
+    final = result.evaluations[-1]
+    assert_sane_metrics(final)
+    assert final["num_images"] == 4 and math.isfinite(final["loss"])
+    assert json.loads((output_dir / "eval_results.json").read_text())[-1]["PQ"] == pytest.approx(
+        final["PQ"], nan_ok=True
+    )
+
+    # evaluate.py on the saved checkpoint, at the images' own size (= the training resolution here), agrees
+    metrics_file = tmp_path / "metrics.json"
+    metrics = import_example("evaluate").main(
+        # the same batches as the example's evaluation, so that the outputs are bit for bit the same
+        [
+            "--model",
+            str(output_dir),
+            "--dataset_name",
+            str(dataset_dir),
+            "--batch_size",
+            "2",
+            "--output",
+            str(metrics_file),
+        ]
+    )
+    assert json.loads(metrics_file.read_text())["num_images"] == 4
+    for key in METRIC_KEYS:
+        np.testing.assert_allclose(metrics[key], final[key], rtol=1e-6, err_msg=key)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_cpu_processes_keep_identical_replicas(tmp_path, dataset_dir, config_file):
+    report_path = tmp_path / "report.json"
+    command = [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        str(REPO / "tests" / "replica_check.py"), str(report_path),
+        *common_arguments(dataset_dir, config_file, tmp_path / "distributed"),
+        "--max_steps", "3", "--logging_steps", "1", "--cpu",
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "tests")}
+    completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(report_path.read_text())
+    assert report["num_processes"] == 2 and report["backend"] == "gloo"
+    assert report["distributed_type"].endswith("MULTI_CPU")
+    # each process trained on its own batches ...
+    first, second = report["losses_per_process"]
+    assert len(first) == 3 and first != second
+    # ... yet the averaged gradients kept the replicas equal, and they did move
+    assert report["max_parameter_difference"] == 0.0
+    assert report["max_buffer_difference"] == 0.0
+    assert report["max_change_from_initial"] > 0
+    assert_sane_metrics(report["final_metrics"])
+    assert report["final_metrics"]["num_images"] == 4  # the two processes' shards, each image once
+    assert (tmp_path / "distributed" / "model.safetensors").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------ evaluate.py
+
+
+class PerfectModel:
+    """Stands in for a model in `evaluate_checkpoint`: returns outputs that reproduce the ground truth of the rows it
+    is given, in order."""
+
+    def __init__(self, dataset, num_labels):
+        self.rows = iter(range(len(dataset)))
+        self.dataset = dataset
+        self.device = torch.device("cpu")
+        self.config = type("Config", (), {"num_labels": num_labels, "stuff_label_ids": STUFF_LABEL_IDS})()
+
+    def __call__(self, pixel_values, pixel_mask):
+        outputs = []
+        for _ in range(pixel_values.shape[0]):
+            row = self.dataset[next(self.rows)]
+            masks, labels = ground_truth_segments("panoptic", np.asarray(row["panoptic_map"]), row["segments_info"])
+            outputs.append(perfect_outputs(masks, labels, num_queries=10, num_labels=len(LABELS)))
+        return {key: torch.cat([output[key] for output in outputs]) for key in outputs[0]}
+
+
+def test_evaluate_py_scores_perfect_predictions_one(dataset_dir):
+    example = import_example("evaluate")
+    dataset = load_segmentation_dataset(str(dataset_dir))["validation"]
+    processor = MaskDinoImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE, "longest_edge": 2 * IMAGE_SIZE}, stuff_label_ids=STUFF_LABEL_IDS
+    )
+    metrics = example.evaluate_checkpoint(PerfectModel(dataset, len(LABELS)), processor, dataset, batch_size=3)
+    assert metrics["num_images"] == 4
+    for key in (
+        "PQ",
+        "PQ_th",
+        "PQ_st",
+        "SQ",
+        "RQ",
+        "mask_AP",
+        "mask_AP50",
+        "mask_AP75",
+        "box_AP",
+        "mIoU",
+        "overall_accuracy",
+    ):
+        assert metrics[key] == pytest.approx(1.0), key
+
+
+def test_command_line_of_evaluate_py_requires_a_model(capsys):
+    with pytest.raises(SystemExit):
+        import_example("evaluate").build_parser().parse_args(["--dataset_name", "d"])
+    assert "--model" in capsys.readouterr().err

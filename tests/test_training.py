@@ -1,0 +1,387 @@
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Training: overfitting two synthetic images, dataset rows to targets, collation, the optimizer's parameter
+groups, the eval-mode loss, fine-tuning with a new label set, loading datasets, and ImageNet backbone weights."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from training_fixtures import (
+    TINY_TRAINING_CONFIG,
+    save_synthetic_dataset,
+    tiny_training_config,
+    write_tiny_config,
+)
+from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel, SwinConfig, SwinModel
+
+from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
+from transformers_maskdino.training import (
+    SegmentationTransform,
+    build_model_and_image_processor,
+    build_optimizer,
+    collate_segmentation_batch,
+    dataset_label_names,
+    dataset_stuff_label_ids,
+    evaluation_loss,
+    ground_truth_segments,
+    load_backbone_weights,
+    load_segmentation_dataset,
+    optimizer_parameter_groups,
+)
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return MaskDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 128}, stuff_label_ids=STUFF_LABEL_IDS)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return generate_dataset(4, seed=0, image_size=64, max_objects=2)
+
+
+# ------------------------------------------------------------------------------------------------------ overfitting
+
+
+def test_a_tiny_model_overfits_two_synthetic_images(processor):
+    dataset = generate_dataset(2, seed=0, image_size=64, max_objects=2).with_transform(
+        SegmentationTransform(processor)
+    )
+    batch = collate_segmentation_batch([dataset[0], dataset[1]])
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config()).train()
+    # the original's recipe (AdamW, weight decay 0.05, gradient norm clipped to 0.01) at a learning rate for a tiny
+    # model trained from scratch
+    optimizer = build_optimizer(model, learning_rate=3e-3, backbone_learning_rate_multiplier=1.0)
+    losses = []
+    for step in range(300):
+        torch.manual_seed(step)  # denoising noise and point sampling differ per step, as in training
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        if len(losses) >= 5 and np.mean(losses[-5:]) * 5 <= losses[0]:
+            break
+    assert np.mean(losses[-5:]) * 5 <= losses[0], f"loss went from {losses[0]:.1f} to {np.mean(losses[-5:]):.1f}"
+    # and the predictions got better: the final layer's masks match the targets
+    model.eval()
+    with torch.no_grad():
+        outputs = model(batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+    panoptic = processor.post_process_panoptic_segmentation(outputs)
+    for result, labels in zip(panoptic, batch["class_labels"]):
+        assert {info["label_id"] for info in result["segments_info"]} & set(labels.tolist())
+
+
+# ------------------------------------------------------------------------------------------------------ targets
+
+
+def test_panoptic_instance_and_semantic_targets(rows, processor):
+    row = rows[0]
+    segments = row["segments_info"]
+    panoptic_map = np.asarray(row["panoptic_map"])
+    for task, expected_labels in (
+        ("panoptic", sorted(s["category_id"] for s in segments)),
+        ("instance", sorted(s["category_id"] for s in segments if s["isthing"])),
+        ("semantic", sorted({s["category_id"] for s in segments})),
+    ):
+        example = rows.with_transform(SegmentationTransform(processor, task=task))[0]
+        assert example["pixel_values"].shape == (3, 64, 64)
+        assert example["mask_labels"].shape == (len(expected_labels), 64, 64)
+        assert sorted(example["class_labels"].tolist()) == expected_labels
+        masks = example["mask_labels"].bool()
+        assert (masks.sum(0) <= 1).all()  # segments do not overlap
+        if task != "instance":
+            assert masks.any(0).all()  # and cover the image
+    # the panoptic targets are the segments themselves
+    example = rows.with_transform(SegmentationTransform(processor))[0]
+    for mask, label in zip(example["mask_labels"].bool().numpy(), example["class_labels"].tolist()):
+        segment_ids = np.unique(panoptic_map[mask])
+        assert len(segment_ids) == 1
+        assert next(s["category_id"] for s in segments if s["id"] == segment_ids[0]) == label
+
+
+def test_flips_move_image_and_targets_together(rows, processor):
+    plain = rows.with_transform(SegmentationTransform(processor))[0]
+    flipped = rows.with_transform(SegmentationTransform(processor, flip_probability=1.0))[0]
+    torch.testing.assert_close(flipped["pixel_values"], plain["pixel_values"].flip(-1))
+    torch.testing.assert_close(flipped["mask_labels"], plain["mask_labels"].flip(-1))
+    assert flipped["class_labels"].tolist() == plain["class_labels"].tolist()
+
+
+def test_ground_truth_segments_match_the_annotations(rows):
+    row = rows[1]
+    masks, labels = ground_truth_segments("panoptic", np.asarray(row["panoptic_map"]), row["segments_info"])
+    assert sorted(labels.tolist()) == sorted(s["category_id"] for s in row["segments_info"])
+    assert [int(m.sum()) for m in masks] == [s["area"] for s in sorted(row["segments_info"], key=lambda s: s["id"])]
+    semantic_masks, semantic_labels = ground_truth_segments("semantic", semantic_map=np.asarray(row["semantic_map"]))
+    for mask, label in zip(semantic_masks, semantic_labels):
+        assert (
+            mask
+            == np.isin(
+                np.asarray(row["panoptic_map"]), [s["id"] for s in row["segments_info"] if s["category_id"] == label]
+            )
+        ).all()
+    with pytest.raises(ValueError, match="needs a `panoptic_map`"):
+        ground_truth_segments("instance", semantic_map=np.asarray(row["semantic_map"]))
+
+
+def test_collation_pads_to_the_largest_image():
+    small = {
+        "pixel_values": torch.ones(3, 32, 64),
+        "pixel_mask": torch.ones(32, 64, dtype=torch.long),
+        "mask_labels": torch.ones(2, 32, 64),
+        "class_labels": torch.tensor([0, 3]),
+    }
+    large = {
+        "pixel_values": torch.ones(3, 64, 32),
+        "pixel_mask": torch.ones(64, 32, dtype=torch.long),
+        "mask_labels": torch.ones(1, 64, 32),
+        "class_labels": torch.tensor([1]),
+    }
+    batch = collate_segmentation_batch([small, large])
+    assert batch["pixel_values"].shape == (2, 3, 64, 64)
+    assert batch["pixel_mask"][0].sum() == 32 * 64 and batch["pixel_mask"][0, 32:].sum() == 0
+    assert batch["pixel_values"][1, :, :, 32:].abs().sum() == 0
+    assert [m.shape for m in batch["mask_labels"]] == [(2, 64, 64), (1, 64, 64)]
+    assert batch["mask_labels"][0][:, 32:].sum() == 0  # padding is "not this object"
+    assert [c.tolist() for c in batch["class_labels"]] == [[0, 3], [1]]
+    assert set(collate_segmentation_batch([{k: small[k] for k in ("pixel_values", "pixel_mask")}])) == {
+        "pixel_values",
+        "pixel_mask",
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ optimizer
+
+
+def test_parameter_groups_follow_the_original_solver():
+    model = MaskDinoForUniversalSegmentation(tiny_training_config(freeze_backbone_batch_norm=False))
+    groups = optimizer_parameter_groups(
+        model, learning_rate=1e-4, weight_decay=0.05, backbone_learning_rate_multiplier=0.1
+    )
+    names = {id(p): n for n, p in model.named_parameters()}
+    grouped = [names[id(p)] for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(names.values())  # every parameter exactly once
+    settings = {names[id(p)]: (group["lr"], group["weight_decay"]) for group in groups for p in group["params"]}
+    assert settings["model.backbone.embedder.embedder.convolution.weight"] == pytest.approx((1e-5, 0.05))
+    assert settings["model.backbone.embedder.embedder.normalization.weight"] == pytest.approx((1e-5, 0.0))
+    assert settings["model.decoder.class_embed.weight"] == pytest.approx((1e-4, 0.05))
+    assert settings["model.decoder.class_embed.bias"] == pytest.approx((1e-4, 0.05))
+    assert settings["model.denoising_label_embeddings.weight"] == pytest.approx((1e-4, 0.0))
+    layer_norms = [n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert layer_norms and all(settings[f"{n}.weight"][1] == 0.0 for n in layer_norms)
+    group_norms = [n for n, m in model.named_modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert group_norms and all(settings[f"{n}.bias"][1] == 0.0 for n in group_norms)
+    optimizer = build_optimizer(model)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert sorted({group["lr"] for group in optimizer.param_groups}) == pytest.approx([1e-5, 1e-4])
+
+
+def test_frozen_parameters_are_left_out():
+    model = MaskDinoForUniversalSegmentation(tiny_training_config())
+    for parameter in model.model.backbone.parameters():
+        parameter.requires_grad_(False)
+    groups = optimizer_parameter_groups(model)
+    assert all(group["lr"] == pytest.approx(1e-4) for group in groups)
+
+
+# ------------------------------------------------------------------------------------------------------ eval loss
+
+
+def test_the_eval_mode_loss_is_the_final_prediction_part_of_the_training_loss(rows, processor):
+    batch = collate_segmentation_batch([rows.with_transform(SegmentationTransform(processor))[i] for i in range(2)])
+    # no query selection (no proposal losses) and no denoising: the training loss's first terms, `loss_ce` ...
+    # `loss_giou`, are the final prediction's, computed with the same random points
+    config = tiny_training_config(num_denoising=0, init_queries_from_encoder=False, mask_enhanced_box_init="none")
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(config).eval()
+    with torch.no_grad():
+        outputs = model(batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+        torch.manual_seed(1)
+        loss = evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"])
+        torch.manual_seed(1)
+        training = model.train()(**batch).loss_dict
+    final_keys = ["loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou"]
+    assert torch.isfinite(loss) and loss > 0
+    torch.testing.assert_close(loss, sum(training[key] for key in final_keys))
+
+    # with query selection, the encoder proposals' losses are added
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config()).eval()
+    with torch.no_grad():
+        outputs = model(batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+        with_proposals = evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"])
+        final_only = model.criterion(
+            {key: outputs[key] for key in ("class_queries_logits", "masks_queries_logits", "pred_boxes")},
+            model.build_targets(batch["mask_labels"], batch["class_labels"], outputs.image_sizes),
+        )
+    assert with_proposals > sum(final_only.values())
+
+
+# ------------------------------------------------------------------------------------------------------ models
+
+
+def test_fine_tuning_a_checkpoint_on_a_new_label_set(tmp_path):
+    torch.manual_seed(0)
+    source = MaskDinoForUniversalSegmentation(tiny_training_config())
+    source.save_pretrained(tmp_path / "checkpoint")
+    MaskDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160}).save_pretrained(tmp_path / "checkpoint")
+    new_labels = {0: "cat", 1: "dog", 2: "road"}
+    model, image_processor, backbone_info = build_model_and_image_processor(
+        new_labels, [2], model_name_or_path=str(tmp_path / "checkpoint")
+    )
+    assert backbone_info is None
+    assert model.config.id2label == new_labels and model.config.label2id["road"] == 2
+    assert model.config.stuff_label_ids == [2] and model.criterion.stuff_label_ids == [2]
+    assert model.model.decoder.class_embed.weight.shape == (3, 32)
+    assert model.model.denoising_label_embeddings.weight.shape == (3, 32)
+    # everything but the label-sized tensors comes from the checkpoint
+    source_state = source.state_dict()
+    for name, tensor in model.state_dict().items():
+        if tensor.shape == source_state[name].shape:
+            torch.testing.assert_close(tensor, source_state[name], msg=name)
+    assert image_processor.size["shortest_edge"] == 96 and image_processor.stuff_label_ids == [2]
+
+
+def test_a_model_from_scratch_from_a_config_file(tmp_path):
+    model, image_processor, _ = build_model_and_image_processor(
+        dict(enumerate(LABELS)),
+        STUFF_LABEL_IDS,
+        config_name=str(write_tiny_config(tmp_path / "config.json")),
+        shortest_edge=128,
+        longest_edge=256,
+    )
+    assert model.config.hidden_dim == TINY_TRAINING_CONFIG["hidden_dim"] and model.config.num_labels == 5
+    assert image_processor.size == {"shortest_edge": 128, "longest_edge": 256}
+    assert image_processor.stuff_label_ids == STUFF_LABEL_IDS
+    with pytest.raises(ValueError, match="model_name_or_path"):
+        build_model_and_image_processor({0: "a"}, [])
+
+
+# ------------------------------------------------------------------------------------------------------ datasets
+
+
+def test_datasets_from_disk_with_or_without_a_validation_split(tmp_path):
+    directory = save_synthetic_dataset(tmp_path / "with", num_train=6, num_validation=2, image_size=48)
+    dataset = load_segmentation_dataset(str(directory))
+    assert dataset.num_rows == {"train": 6, "validation": 2}
+    assert dataset_label_names(dataset["train"]) == list(LABELS)
+    assert dataset_stuff_label_ids(dataset["train"]) == STUFF_LABEL_IDS
+
+    generate_dataset(10, image_size=48).save_to_disk(str(tmp_path / "single"))
+    dataset = load_segmentation_dataset(str(tmp_path / "single"), validation_fraction=0.2)
+    assert dataset.num_rows == {"train": 8, "validation": 2}
+    with pytest.raises(ValueError, match="no split 'training'"):
+        load_segmentation_dataset(str(directory), train_split="training")
+
+
+def test_datasets_that_load_dataset_reads(tmp_path):
+    # parquet files in a directory: the `load_dataset` path, which Hub names also take
+    rows = generate_dataset(3, image_size=48)
+    (tmp_path / "parquet" / "data").mkdir(parents=True)
+    rows.to_parquet(str(tmp_path / "parquet" / "data" / "train-00000-of-00001.parquet"))
+    dataset = load_segmentation_dataset(str(tmp_path / "parquet"), validation_fraction=1 / 3)
+    assert dataset.num_rows == {"train": 2, "validation": 1}
+    # the class names survive the round trip through parquet
+    assert dataset_label_names(dataset["train"]) == list(LABELS)
+    assert np.asarray(dataset["train"][0]["panoptic_map"]).dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------------------------------ backbone
+
+
+def tiny_backbone_config() -> ResNetConfig:
+    return tiny_training_config().backbone_config
+
+
+@pytest.mark.parametrize("source", ["resnet_model_dir", "classifier_dir", "state_dict_file", "wrapped_pth_file"])
+def test_imagenet_resnet_weights_fill_the_backbone(tmp_path, source):
+    torch.manual_seed(1)
+    if source == "classifier_dir":
+        pretrained = ResNetForImageClassification(tiny_backbone_config()).eval()
+        reference = pretrained.resnet
+    else:
+        pretrained = reference = ResNetModel(tiny_backbone_config()).eval()
+    with torch.no_grad():  # give the statistics values a fresh model would not have
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    if source in ("resnet_model_dir", "classifier_dir"):
+        pretrained.save_pretrained(tmp_path / "imagenet")
+        checkpoint = tmp_path / "imagenet"
+    elif source == "state_dict_file":
+        checkpoint = tmp_path / "resnet.safetensors"
+        save_file({k: v.contiguous() for k, v in pretrained.state_dict().items()}, checkpoint)
+    else:
+        checkpoint = tmp_path / "resnet.pth"
+        torch.save({"state_dict": pretrained.state_dict(), "epoch": 90}, checkpoint)
+
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config())
+    others_before = {n: t.clone() for n, t in model.state_dict().items() if not n.startswith("model.backbone.")}
+    info = load_backbone_weights(model, checkpoint)
+    assert not info.missing_keys
+    assert info.unused_keys == (["classifier.1.bias", "classifier.1.weight"] if source == "classifier_dir" else [])
+    backbone_state = model.model.backbone.state_dict()
+    assert len(info.loaded_keys) == len(backbone_state)
+    for name, tensor in reference.state_dict().items():
+        if name in backbone_state:
+            torch.testing.assert_close(backbone_state[name], tensor, msg=name)
+    for name, tensor in model.state_dict().items():
+        if name in others_before:
+            torch.testing.assert_close(tensor, others_before[name], msg=name)
+    # the frozen backbone now computes the ImageNet model's features
+    pixel_values = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(pixel_values, output_hidden_states=True).hidden_states[-1]
+        actual = model.model.backbone(pixel_values).feature_maps[-1]
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_swin_weights_fill_a_swin_backbone(tmp_path):
+    swin = SwinConfig(
+        embed_dim=16,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 2, 2],
+        image_size=64,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    torch.manual_seed(1)
+    SwinModel(swin).save_pretrained(tmp_path / "swin")
+    model = MaskDinoForUniversalSegmentation(
+        tiny_training_config(backbone_config=swin, encoder_in_features=["stage2", "stage3", "stage4"])
+    )
+    info = load_backbone_weights(model, tmp_path / "swin")
+    # the per-stage output norms exist only in the backbone
+    assert info.missing_keys and all(k.startswith("hidden_states_norms.") for k in info.missing_keys)
+    # SwinBackbone nests the encoder under `swin.`; SwinModel's keys have no prefix, and are saved in the original
+    # key format (`attention.self.query`), which the backbone class's own loading translates
+    reference = SwinModel.from_pretrained(tmp_path / "swin").state_dict()
+    backbone_state = model.model.backbone.state_dict()
+    assert set(info.loaded_keys) == set(backbone_state) - set(info.missing_keys)
+    assert {name.removeprefix("swin.") for name in info.loaded_keys} == set(reference)
+    for name in info.loaded_keys:
+        torch.testing.assert_close(backbone_state[name], reference[name.removeprefix("swin.")], msg=name)
+    # a checkpoint of another backbone type is refused
+    with pytest.raises(ValueError, match="holds a 'swin' model but the backbone is 'resnet'"):
+        load_backbone_weights(MaskDinoForUniversalSegmentation(tiny_training_config()), tmp_path / "swin")
+
+
+def test_backbone_checkpoints_of_another_architecture_are_refused(tmp_path):
+    model = MaskDinoForUniversalSegmentation(tiny_training_config())
+    wider = ResNetConfig(**{**tiny_backbone_config().to_dict(), "hidden_sizes": [16, 16, 32, 64]})
+    ResNetModel(wider).save_pretrained(tmp_path / "wider")
+    with pytest.raises(ValueError, match="does not match the backbone architecture"):
+        load_backbone_weights(model, tmp_path / "wider")
+    with pytest.raises(ValueError, match="No tensor of the checkpoint fits the backbone"):
+        load_backbone_weights(model, {"head.weight": torch.zeros(2, 2)})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        load_backbone_weights(model, tmp_path / "empty")
