@@ -1136,6 +1136,9 @@ def _parse_args(argv):
     parser.add_argument("--config-file", help="detectron2 yaml of the checkpoint (follows _BASE_); with --model-name "
                         "it replaces the table's config (labels, processor and card still come from the table).")
     parser.add_argument("--list-models", action="store_true", help="list the released checkpoints and exit.")
+    parser.add_argument("--add-remote-code", metavar="DIR", help="only add the code files and auto_map for "
+                        "trust_remote_code=True to a directory saved with save_pretrained (e.g. a fine-tuned model), "
+                        "and exit.")
     parser.add_argument("--checkpoint", help="local original .pth (required with --config-file; with --model-name it "
                         "replaces the download).")
     parser.add_argument("--checkpoint-url", help="with --model-name: download from this URL (http(s) or file) instead "
@@ -1159,7 +1162,7 @@ def _parse_args(argv):
                         "trust_remote_code=True.")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars.")
     args = parser.parse_args(argv)
-    if args.list_models:
+    if args.list_models or args.add_remote_code:
         return args
     if not args.model_name and not args.config_file:
         parser.error("give --model-name (a released checkpoint) or --config-file with --checkpoint.")
@@ -1227,6 +1230,10 @@ def main(argv=None):
     args = _parse_args(argv)
     if args.list_models:
         _list_models()
+        return
+    if args.add_remote_code:
+        write_remote_code(args.add_remote_code)
+        print(f"Added the remote code files and auto_map to {args.add_remote_code}")
         return
     output_dir = Path(args.output_dir)
     source = _resolve_source(args)

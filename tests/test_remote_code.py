@@ -213,6 +213,24 @@ def test_written_files_and_auto_map(tmp_path):
     assert not (directory / "kernels").exists()
 
 
+def test_remote_code_can_be_added_to_a_directory_saved_by_the_package(converted_reference, tmp_path, capsys):
+    from convert_maskdino_to_hf import main
+    from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
+
+    import transformers_maskdino  # noqa: F401
+
+    # a model and processor saved by the package (e.g. after fine-tuning) have no code files
+    directory = converted_reference("r50_instance")
+    AutoModelForUniversalSegmentation.from_pretrained(directory).save_pretrained(tmp_path / "saved")
+    AutoImageProcessor.from_pretrained(directory).save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved" / "modeling_maskdino.py").exists()
+    main(["--add-remote-code", str(tmp_path / "saved")])
+    assert "Added the remote code files" in capsys.readouterr().out
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"] == CONFIG_AUTO_MAP
+    assert "image_processor_type" not in json.loads((tmp_path / "saved" / "preprocessor_config.json").read_text())
+    assert {path.name for path in remote_code_files()} <= {path.name for path in (tmp_path / "saved").iterdir()}
+
+
 def test_model_card_lists_what_the_remote_code_imports():
     from model_card import REMOTE_CODE_REQUIREMENTS
     from transformers.dynamic_module_utils import get_imports
