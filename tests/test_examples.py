@@ -17,6 +17,7 @@ import torch
 from training_fixtures import (
     REPO,
     import_example,
+    one_intra_op_thread,
     perfect_outputs,
     save_synthetic_dataset,
     write_tiny_config,
@@ -28,6 +29,12 @@ from transformers_maskdino.training import ground_truth_segments, load_segmentat
 
 METRIC_KEYS = ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mask_AP", "mask_AP50", "box_AP", "box_AP50", "mIoU")
 IMAGE_SIZE = 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    with one_intra_op_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

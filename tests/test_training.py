@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import save_file
 from training_fixtures import (
     TINY_TRAINING_CONFIG,
+    one_intra_op_thread,
     save_synthetic_dataset,
     tiny_training_config,
     write_tiny_config,
@@ -31,7 +32,11 @@ from transformers_maskdino.training import (
     optimizer_parameter_groups,
 )
 
-torch.set_num_threads(2)
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    with one_intra_op_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

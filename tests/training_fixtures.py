@@ -3,6 +3,7 @@
 """Helpers of the training, example and evaluation tests: a tiny model config, small synthetic datasets on disk, and
 the example scripts imported as modules."""
 
+import contextlib
 import importlib.util
 import json
 import sys
@@ -40,6 +41,19 @@ TINY_TRAINING_CONFIG = {
     "num_denoising": 6,
     "train_num_points": 256,
 }
+
+
+@contextlib.contextmanager
+def one_intra_op_thread():
+    """Run torch on one intra-op thread. The tiny models' operations are too small to gain from a second one, and on
+    a shared 2-core machine two threads spend their time waiting on each other (the overfitting test took 224 s with
+    two threads and 13 s with one, with another process busy)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def tiny_training_config(**kwargs) -> MaskDinoConfig:
