@@ -182,6 +182,7 @@ ORIGINAL_DEFAULTS = {
     "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD": 0.0,
     "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL": True,
     "MODEL.MaskDINO.TEST.PANO_TEMPERATURE": 0.06,
+    "MODEL.MaskDINO.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE": False,
     "MODEL.MaskDINO.SIZE_DIVISIBILITY": 32,
     "MODEL.SEM_SEG_HEAD.MASK_DIM": 256,
     "MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS": 0,
@@ -451,6 +452,13 @@ def image_processor_from_detectron2(cfg: dict, config: MaskDinoConfig) -> MaskDi
         apply_panoptic_temperature=config.apply_panoptic_temperature,
         detections_per_image=config.detections_per_image,
         stuff_label_ids=list(config.stuff_label_ids),
+        # The original resizes mask logits to the output size before combining them with class scores when any
+        # instance/panoptic inference is on, and otherwise (semantic-only models) combines at the padded size first.
+        semantic_resize_mask_logits=bool(
+            _get(cfg, "MODEL.MaskDINO.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE")
+            or _get(cfg, "MODEL.MaskDINO.TEST.PANOPTIC_ON")
+            or _get(cfg, "MODEL.MaskDINO.TEST.INSTANCE_ON")
+        ),
     )
 
 

@@ -218,3 +218,14 @@ def test_config_extract_keeps_only_converter_keys():
         assert "SOLVER" not in text and "DATALOADER" not in text and "WEIGHTS" not in text
         assert text.startswith("# Settings the converter reads from IDEA-Research/MaskDINO@")
     assert Path(CONFIGS_DIR / MODEL_CONFIG_FILES[0]).stat().st_size < 5000
+
+
+@pytest.mark.parametrize(
+    "name, combines_at_padded_size",
+    [("maskdino-r50-ade20k-semantic", True), ("maskdino-r50-cityscapes-semantic", True), ("maskdino-r50-coco-panoptic", False), ("maskdino-r50-coco-instance", False)],
+)
+def test_semantic_only_checkpoints_combine_class_and_mask_scores_before_resizing(name, combines_at_padded_size):
+    # SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE (default False) is overridden by instance or panoptic inference
+    cfg = load_detectron2_yaml(RELEASED[name].config_path)
+    processor = image_processor_from_detectron2(cfg, config_from_detectron2(cfg))
+    assert processor.semantic_resize_mask_logits is not combines_at_padded_size
