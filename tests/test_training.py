@@ -350,6 +350,20 @@ def test_imagenet_resnet_weights_fill_the_backbone(tmp_path, source):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_the_documented_from_scratch_recipe(tmp_path):
+    # docs/training.md: backbone config and weights from one local save_pretrained directory
+    torch.manual_seed(1)
+    ResNetModel(tiny_backbone_config()).save_pretrained(tmp_path / "resnet")
+    backbone_config = ResNetConfig.from_pretrained(
+        tmp_path / "resnet", out_features=["stage1", "stage2", "stage3", "stage4"]
+    )
+    config = tiny_training_config(backbone_config=backbone_config)
+    model = MaskDinoForUniversalSegmentation(config)
+    info = load_backbone_weights(model, tmp_path / "resnet")
+    assert not info.missing_keys and not info.unused_keys
+    assert len(info.loaded_keys) == len(model.model.backbone.state_dict())
+
+
 def test_swin_weights_fill_a_swin_backbone(tmp_path):
     swin = SwinConfig(
         embed_dim=16,
