@@ -25,8 +25,8 @@ inline ProblemSize check_inputs(const at::Tensor& value, const at::Tensor& spati
                 value.device(), "), got one on ", item.second->device());
     TORCH_CHECK(item.second->is_contiguous(), "ms_deform_attn: `", item.first, "` must be contiguous");
   }
-  TORCH_CHECK(value.dim() == 4, "ms_deform_attn: `value` must have shape (batch, num_tokens, num_heads, head_dim), got ",
-              value.sizes());
+  TORCH_CHECK(value.dim() == 4,
+              "ms_deform_attn: `value` must have shape (batch, num_tokens, num_heads, head_dim), got ", value.sizes());
   TORCH_CHECK(sampling_locations.dim() == 6 && sampling_locations.size(5) == 2,
               "ms_deform_attn: `sampling_locations` must have shape (batch, num_queries, num_heads, num_levels, "
               "num_points, 2), got ",

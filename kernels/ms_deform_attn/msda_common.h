@@ -52,8 +52,8 @@ MSDA_INLINE BilinearFootprint<acc_t> bilinear_footprint(acc_t loc_x, acc_t loc_y
   const acc_t y = loc_y * static_cast<acc_t>(height) - static_cast<acc_t>(0.5);
   // A corner can be inside only if -1 <= x < width (and the same for y). This also rejects NaN and values whose
   // floor would overflow int64.
-  fp.any_inside = (x >= static_cast<acc_t>(-1)) && (x < static_cast<acc_t>(width)) &&
-                  (y >= static_cast<acc_t>(-1)) && (y < static_cast<acc_t>(height));
+  fp.any_inside = (x >= static_cast<acc_t>(-1)) && (x < static_cast<acc_t>(width)) && (y >= static_cast<acc_t>(-1)) &&
+                  (y < static_cast<acc_t>(height));
   if (!fp.any_inside) {
     for (int i = 0; i < 4; ++i) {
       fp.offset[i] = -1;

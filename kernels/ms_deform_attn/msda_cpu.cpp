@@ -15,7 +15,7 @@
 #include "msda_aten.h"
 #include "msda_common.h"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
 #define MSDA_TARGET_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define MSDA_TARGET_CLONES
@@ -95,37 +95,35 @@ MSDA_ALWAYS_INLINE void forward_rows(const KernelArgs<scalar_t>& args, int64_t b
   const int64_t num_points = size.num_points;
   const int64_t token_stride = num_heads * head_dim;
   const int64_t batch_stride = size.num_tokens * token_stride;
-  {
-    const std::vector<scalar_t> zeros(head_dim, static_cast<scalar_t>(0));
-    for (int64_t row = begin; row < end; ++row) {
-      const scalar_t* value_b = value + (row / size.num_queries) * batch_stride;
-      for (int64_t head = 0; head < num_heads; ++head) {
-        const int64_t item = row * num_heads + head;
-        const scalar_t* value_bh = value_b + head * head_dim;
-        const scalar_t* locations = sampling_locations + item * num_levels * num_points * 2;
-        const scalar_t* weights = attention_weights + item * num_levels * num_points;
-        scalar_t* __restrict__ out = output + item * head_dim;
-        std::fill(out, out + head_dim, static_cast<scalar_t>(0));
-        for (int64_t level = 0; level < num_levels; ++level) {
-          const int64_t height = shapes[2 * level];
-          const int64_t width = shapes[2 * level + 1];
-          for (int64_t point = 0; point < num_points; ++point) {
-            const int64_t lp = level * num_points + point;
-            const auto fp = bilinear_footprint<scalar_t>(locations[2 * lp], locations[2 * lp + 1], height, width,
-                                                         starts[level], token_stride);
-            if (!fp.any_inside) {
-              continue;
-            }
-            const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
-            const scalar_t* __restrict__ v0 = rows.value[0];
-            const scalar_t* __restrict__ v1 = rows.value[1];
-            const scalar_t* __restrict__ v2 = rows.value[2];
-            const scalar_t* __restrict__ v3 = rows.value[3];
-            const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
+  const std::vector<scalar_t> zeros(head_dim, static_cast<scalar_t>(0));
+  for (int64_t row = begin; row < end; ++row) {
+    const scalar_t* value_b = value + (row / size.num_queries) * batch_stride;
+    for (int64_t head = 0; head < num_heads; ++head) {
+      const int64_t item = row * num_heads + head;
+      const scalar_t* value_bh = value_b + head * head_dim;
+      const scalar_t* locations = sampling_locations + item * num_levels * num_points * 2;
+      const scalar_t* weights = attention_weights + item * num_levels * num_points;
+      scalar_t* __restrict__ out = output + item * head_dim;
+      std::fill(out, out + head_dim, static_cast<scalar_t>(0));
+      for (int64_t level = 0; level < num_levels; ++level) {
+        const int64_t height = shapes[2 * level];
+        const int64_t width = shapes[2 * level + 1];
+        for (int64_t point = 0; point < num_points; ++point) {
+          const int64_t lp = level * num_points + point;
+          const auto fp = bilinear_footprint<scalar_t>(locations[2 * lp], locations[2 * lp + 1], height, width,
+                                                       starts[level], token_stride);
+          if (!fp.any_inside) {
+            continue;
+          }
+          const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
+          const scalar_t* __restrict__ v0 = rows.value[0];
+          const scalar_t* __restrict__ v1 = rows.value[1];
+          const scalar_t* __restrict__ v2 = rows.value[2];
+          const scalar_t* __restrict__ v3 = rows.value[3];
+          const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
 #pragma omp simd
-            for (int64_t c = 0; c < head_dim; ++c) {
-              out[c] += w0 * v0[c] + w1 * v1[c] + w2 * v2[c] + w3 * v3[c];
-            }
+          for (int64_t c = 0; c < head_dim; ++c) {
+            out[c] += w0 * v0[c] + w1 * v1[c] + w2 * v2[c] + w3 * v3[c];
           }
         }
       }
@@ -160,89 +158,85 @@ MSDA_ALWAYS_INLINE void backward_tasks(const KernelArgs<scalar_t>& args, int64_t
   const int64_t chunk_size = (head_dim + num_chunks - 1) / num_chunks;
   const int64_t items_per_chunk = size.batch * num_queries * num_heads * num_levels * num_points;
 
-  {
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t chunk = task % num_chunks;
-      const int64_t head = (task / num_chunks) % num_heads;
-      const int64_t batch = task / (num_chunks * num_heads);
-      const int64_t c_begin = std::min(head_dim, chunk * chunk_size);
-      const int64_t c_end = std::min(head_dim, c_begin + chunk_size);
-      const scalar_t* value_bh = value + batch * batch_stride + head * head_dim + c_begin;
-      scalar_t* grad_value_bh = grad_value + batch * batch_stride + head * head_dim + c_begin;
-      scalar_t* grad_locations_chunk = grad_locations + chunk * items_per_chunk * 2;
-      scalar_t* grad_weights_chunk = grad_weights + chunk * items_per_chunk;
-      const int64_t width_c = c_end - c_begin;
-      const std::vector<scalar_t> zeros(std::max<int64_t>(width_c, 1), static_cast<scalar_t>(0));
-      std::vector<scalar_t> scratch(4 * std::max<int64_t>(width_c, 1));
+  for (int64_t task = begin; task < end; ++task) {
+    const int64_t chunk = task % num_chunks;
+    const int64_t head = (task / num_chunks) % num_heads;
+    const int64_t batch = task / (num_chunks * num_heads);
+    const int64_t c_begin = std::min(head_dim, chunk * chunk_size);
+    const int64_t c_end = std::min(head_dim, c_begin + chunk_size);
+    const scalar_t* value_bh = value + batch * batch_stride + head * head_dim + c_begin;
+    scalar_t* grad_value_bh = grad_value + batch * batch_stride + head * head_dim + c_begin;
+    scalar_t* grad_locations_chunk = grad_locations + chunk * items_per_chunk * 2;
+    scalar_t* grad_weights_chunk = grad_weights + chunk * items_per_chunk;
+    const int64_t width_c = c_end - c_begin;
+    const std::vector<scalar_t> zeros(std::max<int64_t>(width_c, 1), static_cast<scalar_t>(0));
+    std::vector<scalar_t> scratch(4 * std::max<int64_t>(width_c, 1));
 
-      for (int64_t query = 0; query < num_queries; ++query) {
-        const int64_t item = (batch * num_queries + query) * num_heads + head;
-        const scalar_t* go = grad_output + item * head_dim + c_begin;
-        const scalar_t* locations = sampling_locations + item * num_levels * num_points * 2;
-        const scalar_t* weights = attention_weights + item * num_levels * num_points;
-        scalar_t* grad_loc = grad_locations_chunk + item * num_levels * num_points * 2;
-        scalar_t* grad_w = grad_weights_chunk + item * num_levels * num_points;
-        for (int64_t level = 0; level < num_levels; ++level) {
-          const int64_t height = shapes[2 * level];
-          const int64_t width = shapes[2 * level + 1];
-          for (int64_t point = 0; point < num_points; ++point) {
-            const int64_t lp = level * num_points + point;
-            const auto fp = bilinear_footprint<scalar_t>(locations[2 * lp], locations[2 * lp + 1], height, width,
-                                                         starts[level], token_stride);
-            scalar_t dot[4] = {0, 0, 0, 0};
-            if (fp.any_inside) {
-              const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
-              const scalar_t* __restrict__ v0 = rows.value[0];
-              const scalar_t* __restrict__ v1 = rows.value[1];
-              const scalar_t* __restrict__ v2 = rows.value[2];
-              const scalar_t* __restrict__ v3 = rows.value[3];
-              scalar_t* __restrict__ g0 = fp.offset[0] >= 0 ? grad_value_bh + fp.offset[0] : scratch.data();
-              scalar_t* __restrict__ g1 = fp.offset[1] >= 0 ? grad_value_bh + fp.offset[1] : scratch.data() + width_c;
-              scalar_t* __restrict__ g2 = fp.offset[2] >= 0 ? grad_value_bh + fp.offset[2] : scratch.data() + 2 * width_c;
-              scalar_t* __restrict__ g3 = fp.offset[3] >= 0 ? grad_value_bh + fp.offset[3] : scratch.data() + 3 * width_c;
-              const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
-              scalar_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    for (int64_t query = 0; query < num_queries; ++query) {
+      const int64_t item = (batch * num_queries + query) * num_heads + head;
+      const scalar_t* go = grad_output + item * head_dim + c_begin;
+      const scalar_t* locations = sampling_locations + item * num_levels * num_points * 2;
+      const scalar_t* weights = attention_weights + item * num_levels * num_points;
+      scalar_t* grad_loc = grad_locations_chunk + item * num_levels * num_points * 2;
+      scalar_t* grad_w = grad_weights_chunk + item * num_levels * num_points;
+      for (int64_t level = 0; level < num_levels; ++level) {
+        const int64_t height = shapes[2 * level];
+        const int64_t width = shapes[2 * level + 1];
+        for (int64_t point = 0; point < num_points; ++point) {
+          const int64_t lp = level * num_points + point;
+          const auto fp = bilinear_footprint<scalar_t>(locations[2 * lp], locations[2 * lp + 1], height, width,
+                                                       starts[level], token_stride);
+          scalar_t dot[4] = {0, 0, 0, 0};
+          if (fp.any_inside) {
+            const auto rows = corner_rows(fp, weights[lp], value_bh, zeros.data());
+            const scalar_t* __restrict__ v0 = rows.value[0];
+            const scalar_t* __restrict__ v1 = rows.value[1];
+            const scalar_t* __restrict__ v2 = rows.value[2];
+            const scalar_t* __restrict__ v3 = rows.value[3];
+            scalar_t* __restrict__ g0 = fp.offset[0] >= 0 ? grad_value_bh + fp.offset[0] : scratch.data();
+            scalar_t* __restrict__ g1 = fp.offset[1] >= 0 ? grad_value_bh + fp.offset[1] : scratch.data() + width_c;
+            scalar_t* __restrict__ g2 = fp.offset[2] >= 0 ? grad_value_bh + fp.offset[2] : scratch.data() + 2 * width_c;
+            scalar_t* __restrict__ g3 = fp.offset[3] >= 0 ? grad_value_bh + fp.offset[3] : scratch.data() + 3 * width_c;
+            const scalar_t w0 = rows.weight[0], w1 = rows.weight[1], w2 = rows.weight[2], w3 = rows.weight[3];
+            scalar_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3)
-              for (int64_t c = 0; c < width_c; ++c) {
-                const scalar_t g = go[c];
-                d0 += g * v0[c];
-                d1 += g * v1[c];
-                d2 += g * v2[c];
-                d3 += g * v3[c];
-                g0[c] += w0 * g;
-                g1[c] += w1 * g;
-                g2[c] += w2 * g;
-                g3[c] += w3 * g;
-              }
-              dot[0] = d0;
-              dot[1] = d1;
-              dot[2] = d2;
-              dot[3] = d3;
+            for (int64_t c = 0; c < width_c; ++c) {
+              const scalar_t g = go[c];
+              d0 += g * v0[c];
+              d1 += g * v1[c];
+              d2 += g * v2[c];
+              d3 += g * v3[c];
+              g0[c] += w0 * g;
+              g1[c] += w1 * g;
+              g2[c] += w2 * g;
+              g3[c] += w3 * g;
             }
-            scalar_t grad_x;
-            scalar_t grad_y;
-            bilinear_coordinate_grad(fp, dot, &grad_x, &grad_y);
-            const scalar_t weight = weights[lp];
-            grad_loc[2 * lp] = weight * static_cast<scalar_t>(width) * grad_x;
-            grad_loc[2 * lp + 1] = weight * static_cast<scalar_t>(height) * grad_y;
-            grad_w[lp] = fp.weight[0] * dot[0] + fp.weight[1] * dot[1] + fp.weight[2] * dot[2] +
-                         fp.weight[3] * dot[3];
+            dot[0] = d0;
+            dot[1] = d1;
+            dot[2] = d2;
+            dot[3] = d3;
           }
+          scalar_t grad_x;
+          scalar_t grad_y;
+          bilinear_coordinate_grad(fp, dot, &grad_x, &grad_y);
+          const scalar_t weight = weights[lp];
+          grad_loc[2 * lp] = weight * static_cast<scalar_t>(width) * grad_x;
+          grad_loc[2 * lp + 1] = weight * static_cast<scalar_t>(height) * grad_y;
+          grad_w[lp] = fp.weight[0] * dot[0] + fp.weight[1] * dot[1] + fp.weight[2] * dot[2] + fp.weight[3] * dot[3];
         }
       }
     }
   }
 }
 
-
 // The row/task loops compiled twice, for x86-64-v3 (AVX2 + FMA) and the baseline, picked at load time by the CPU
 // (GCC function multi-versioning). No -march flag is needed, so a cached build stays valid on any x86-64 CPU.
-#define MSDA_DEFINE_ENTRY_POINTS(scalar_t)                                                               \
-  MSDA_TARGET_CLONES void run_forward_rows(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) { \
-    forward_rows<scalar_t>(args, begin, end);                                                           \
-  }                                                                                                     \
+#define MSDA_DEFINE_ENTRY_POINTS(scalar_t)                                                                   \
+  MSDA_TARGET_CLONES void run_forward_rows(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) {   \
+    forward_rows<scalar_t>(args, begin, end);                                                                \
+  }                                                                                                          \
   MSDA_TARGET_CLONES void run_backward_tasks(const KernelArgs<scalar_t>& args, int64_t begin, int64_t end) { \
-    backward_tasks<scalar_t>(args, begin, end);                                                         \
+    backward_tasks<scalar_t>(args, begin, end);                                                              \
   }
 MSDA_DEFINE_ENTRY_POINTS(float)
 MSDA_DEFINE_ENTRY_POINTS(double)
@@ -251,8 +245,8 @@ MSDA_DEFINE_ENTRY_POINTS(double)
 at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                       const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights) {
-  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations,
-                                        attention_weights, c10::DeviceType::CPU);
+  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                        c10::DeviceType::CPU);
   check_levels(spatial_shapes, level_start_index, size.num_tokens);
   auto output = at::empty({size.batch, size.num_queries, size.num_heads * size.head_dim}, value.options());
   if (output.numel() == 0) {
@@ -276,8 +270,8 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor&
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output) {
-  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations,
-                                        attention_weights, c10::DeviceType::CPU);
+  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                        c10::DeviceType::CPU);
   check_levels(spatial_shapes, level_start_index, size.num_tokens);
   check_grad_output(grad_output, value, size);
 
@@ -286,14 +280,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
   // Split channels only when (batch, head) pairs alone cannot keep every thread busy, and keep >= 8 channels a task.
   int64_t num_chunks = 1;
   if (pairs > 0 && pairs < at::get_num_threads()) {
-    num_chunks = std::min<int64_t>((at::get_num_threads() + pairs - 1) / pairs, std::max<int64_t>(1, size.head_dim / 8));
+    num_chunks =
+        std::min<int64_t>((at::get_num_threads() + pairs - 1) / pairs, std::max<int64_t>(1, size.head_dim / 8));
   }
-  auto grad_locations = at::empty({num_chunks, size.batch, size.num_queries, size.num_heads, size.num_levels,
-                                   size.num_points, 2},
-                                  sampling_locations.options());
-  auto grad_weights = at::empty({num_chunks, size.batch, size.num_queries, size.num_heads, size.num_levels,
-                                 size.num_points},
-                                attention_weights.options());
+  auto grad_locations =
+      at::empty({num_chunks, size.batch, size.num_queries, size.num_heads, size.num_levels, size.num_points, 2},
+                sampling_locations.options());
+  auto grad_weights =
+      at::empty({num_chunks, size.batch, size.num_queries, size.num_heads, size.num_levels, size.num_points},
+                attention_weights.options());
   if (value.numel() > 0 && grad_weights.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
       KernelArgs<scalar_t> args{};

@@ -5,10 +5,11 @@
 // below as the CUDA kernels of the maskdino_msda ops.
 //
 // Work split: a group of `group_size` consecutive lanes of one warp (a power of two <= 32) handles one
-// (batch, query, head) item. Lane i handles channels i, i + group_size, ... (at most kChannelsPerLane <= 4 of them, kept
-// in registers, so head dims up to 128). The forward writes each output element once; the backward adds into grad_value with atomics (many
-// queries sample the same pixel) and reduces the per-location gradients over channels with warp shuffles, so every
-// grad_sampling_locations / grad_attention_weights element is written by exactly one lane, without atomics.
+// (batch, query, head) item. Lane i handles channels i, i + group_size, ... (at most kChannelsPerLane <= 4 of them,
+// kept in registers, so head dims up to 128). The forward writes each output element once; the backward adds into
+// grad_value with atomics (many queries sample the same pixel) and reduces the per-location gradients over channels
+// with warp shuffles, so every grad_sampling_locations / grad_attention_weights element is written by exactly one lane,
+// without atomics.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -40,12 +41,11 @@ __device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <typename value_t, int kChannelsPerLane>
-__global__ void
-    forward_kernel(const ProblemSize size, const int group_size, const value_t* __restrict__ value,
-                   const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
-                   const typename Accumulation<value_t>::type* __restrict__ sampling_locations,
-                   const typename Accumulation<value_t>::type* __restrict__ attention_weights,
-                   value_t* __restrict__ output) {
+__global__ void forward_kernel(const ProblemSize size, const int group_size, const value_t* __restrict__ value,
+                               const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
+                               const typename Accumulation<value_t>::type* __restrict__ sampling_locations,
+                               const typename Accumulation<value_t>::type* __restrict__ attention_weights,
+                               value_t* __restrict__ output) {
   using acc_t = typename Accumulation<value_t>::type;
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t item = thread / group_size;  // (batch, query, head), row-major
@@ -107,14 +107,14 @@ __global__ void
 }
 
 template <typename value_t, int kChannelsPerLane>
-__global__ void
-    backward_kernel(const ProblemSize size, const int group_size, const value_t* __restrict__ value,
-                    const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
-                    const typename Accumulation<value_t>::type* __restrict__ sampling_locations,
-                    const typename Accumulation<value_t>::type* __restrict__ attention_weights,
-                    const value_t* __restrict__ grad_output, typename Accumulation<value_t>::type* grad_value,
-                    typename Accumulation<value_t>::type* __restrict__ grad_sampling_locations,
-                    typename Accumulation<value_t>::type* __restrict__ grad_attention_weights) {
+__global__ void backward_kernel(const ProblemSize size, const int group_size, const value_t* __restrict__ value,
+                                const int64_t* __restrict__ shapes, const int64_t* __restrict__ starts,
+                                const typename Accumulation<value_t>::type* __restrict__ sampling_locations,
+                                const typename Accumulation<value_t>::type* __restrict__ attention_weights,
+                                const value_t* __restrict__ grad_output,
+                                typename Accumulation<value_t>::type* grad_value,
+                                typename Accumulation<value_t>::type* __restrict__ grad_sampling_locations,
+                                typename Accumulation<value_t>::type* __restrict__ grad_attention_weights) {
   using acc_t = typename Accumulation<value_t>::type;
   const int64_t thread = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t num_items = size.batch * size.num_queries * size.num_heads;
@@ -258,8 +258,7 @@ int forward_typed(const ProblemSize& size, const void* value, const int64_t* sha
 template <typename value_t>
 int backward_typed(const ProblemSize& size, const void* value, const int64_t* shapes, const int64_t* starts,
                    const void* sampling_locations, const void* attention_weights, const void* grad_output,
-                   void* grad_value, void* grad_sampling_locations, void* grad_attention_weights,
-                   cudaStream_t stream) {
+                   void* grad_value, void* grad_sampling_locations, void* grad_attention_weights, cudaStream_t stream) {
   using acc_t = typename Accumulation<value_t>::type;
   int group_size;
   int channels_per_lane;
@@ -270,13 +269,13 @@ int backward_typed(const ProblemSize& size, const void* value, const int64_t* sh
   if (blocks == 0) {
     return cudaSuccess;
   }
-  MSDA_DISPATCH_CHANNELS(channels_per_lane,
-                         backward_kernel<value_t, kChannels><<<blocks, kThreadsPerBlock, 0, stream>>>(
-                             size, group_size, static_cast<const value_t*>(value), shapes, starts,
-                             static_cast<const acc_t*>(sampling_locations),
-                             static_cast<const acc_t*>(attention_weights), static_cast<const value_t*>(grad_output),
-                             static_cast<acc_t*>(grad_value), static_cast<acc_t*>(grad_sampling_locations),
-                             static_cast<acc_t*>(grad_attention_weights)))
+  MSDA_DISPATCH_CHANNELS(
+      channels_per_lane,
+      backward_kernel<value_t, kChannels><<<blocks, kThreadsPerBlock, 0, stream>>>(
+          size, group_size, static_cast<const value_t*>(value), shapes, starts,
+          static_cast<const acc_t*>(sampling_locations), static_cast<const acc_t*>(attention_weights),
+          static_cast<const value_t*>(grad_output), static_cast<acc_t*>(grad_value),
+          static_cast<acc_t*>(grad_sampling_locations), static_cast<acc_t*>(grad_attention_weights)))
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -289,8 +288,8 @@ int launch_ms_deform_attn_forward(ScalarKind dtype, const ProblemSize& size, con
   const auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case ScalarKind::kFloat32:
-      return forward_typed<float>(size, value, spatial_shapes, level_start_index, sampling_locations,
-                                  attention_weights, output, s);
+      return forward_typed<float>(size, value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                  output, s);
     case ScalarKind::kFloat64:
       return forward_typed<double>(size, value, spatial_shapes, level_start_index, sampling_locations,
                                    attention_weights, output, s);

@@ -28,7 +28,8 @@ ScalarKind scalar_kind(const at::Tensor& value) {
     case at::kBFloat16:
       return ScalarKind::kBFloat16;
     default:
-      TORCH_CHECK(false, "ms_deform_attn: the CUDA kernel supports float32, float64, float16 and bfloat16 `value`, got ",
+      TORCH_CHECK(false,
+                  "ms_deform_attn: the CUDA kernel supports float32, float64, float16 and bfloat16 `value`, got ",
                   value.scalar_type());
   }
 }
@@ -36,25 +37,25 @@ ScalarKind scalar_kind(const at::Tensor& value) {
 void check_launch(int status, const char* what, const ProblemSize& size) {
   TORCH_CHECK(status != kUnsupportedHeadDim, "ms_deform_attn: the CUDA kernel supports head dims up to ",
               kMaxCudaHeadDim, ", got ", size.head_dim);
-  TORCH_CHECK(status == 0, "ms_deform_attn: launching the CUDA ", what, " kernel failed: ",
-              cudaGetErrorString(static_cast<cudaError_t>(status)));
+  TORCH_CHECK(status == 0, "ms_deform_attn: launching the CUDA ", what,
+              " kernel failed: ", cudaGetErrorString(static_cast<cudaError_t>(status)));
 }
 
 at::Tensor ms_deform_attn_forward_cuda(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                        const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                                        const at::Tensor& attention_weights) {
-  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations,
-                                        attention_weights, c10::DeviceType::CUDA);
+  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                        c10::DeviceType::CUDA);
   const ScalarKind kind = scalar_kind(value);
   const c10::cuda::CUDAGuard device_guard(value.device());
   auto output = at::empty({size.batch, size.num_queries, size.num_heads * size.head_dim}, value.options());
   if (output.numel() == 0) {
     return output;
   }
-  const int status = launch_ms_deform_attn_forward(
-      kind, size, value.data_ptr(), spatial_shapes.data_ptr<int64_t>(), level_start_index.data_ptr<int64_t>(),
-      sampling_locations.data_ptr(), attention_weights.data_ptr(), output.data_ptr(),
-      c10::cuda::getCurrentCUDAStream().stream());
+  const int status = launch_ms_deform_attn_forward(kind, size, value.data_ptr(), spatial_shapes.data_ptr<int64_t>(),
+                                                   level_start_index.data_ptr<int64_t>(), sampling_locations.data_ptr(),
+                                                   attention_weights.data_ptr(), output.data_ptr(),
+                                                   c10::cuda::getCurrentCUDAStream().stream());
   check_launch(status, "forward", size);
   return output;
 }
@@ -62,8 +63,8 @@ at::Tensor ms_deform_attn_forward_cuda(const at::Tensor& value, const at::Tensor
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
     const at::Tensor& sampling_locations, const at::Tensor& attention_weights, const at::Tensor& grad_output) {
-  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations,
-                                        attention_weights, c10::DeviceType::CUDA);
+  const ProblemSize size = check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                                        c10::DeviceType::CUDA);
   check_grad_output(grad_output, value, size);
   const ScalarKind kind = scalar_kind(value);
   const c10::cuda::CUDAGuard device_guard(value.device());
