@@ -12,14 +12,18 @@ differ) or from scratch with a config file (`--config_name`, optionally with Ima
 
 The optimizer defaults are the original's: AdamW, learning rate 1e-4, weight decay 0.05 (none on norms and
 embeddings), backbone learning rate x 0.1, gradient norm clipped to 0.01. Evaluation during training reports PQ,
-COCO mask/box AP and mIoU on the validation split (`--eval_strategy steps --eval_steps N`).
+COCO mask/box AP and mIoU on the validation split (`--eval_strategy steps --eval_steps N`). Running again with the
+same `--output_dir` resumes from its last checkpoint.
 
 Example (a tiny model on synthetic data, CPU):
 
     python -m transformers_maskdino.synthetic_data --output-dir synthetic_shapes --num-images 200
     python examples/finetune_trainer.py --dataset_name synthetic_shapes \
-        --config_name examples/configs/maskdino_tiny_synthetic.json --output_dir out/tiny \
-        --max_steps 200 --per_device_train_batch_size 4 --eval_strategy steps --eval_steps 100
+        --config_name examples/configs/maskdino_tiny_synthetic.json --shortest_edge 160 --longest_edge 320 \
+        --output_dir out/tiny --do_train --do_eval --max_steps 200 --per_device_train_batch_size 4 \
+        --eval_strategy steps --eval_steps 100
+
+(`--shortest_edge`: a new image processor defaults to the original's 800-pixel test size, far above these images.)
 """
 
 # This directory also holds `evaluate.py`, which shadows the `evaluate` library for scripts run from here: nothing

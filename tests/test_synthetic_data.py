@@ -131,6 +131,20 @@ def test_command_writes_a_dataset_dict(tmp_path, capsys):
     assert dataset.num_rows == {"train": 5, "validation": 1}
     expected = generate_dataset(5, seed=7, image_size=40)
     assert np.array_equal(np.asarray(dataset["train"][4]["image"]), np.asarray(expected[4]["image"]))
+    # a held-out set: validation images only
+    synthetic_data.main(
+        [
+            "--output-dir",
+            str(tmp_path / "heldout"),
+            "--num-images",
+            "0",
+            "--num-validation-images",
+            "2",
+            "--image-size",
+            "40",
+        ]
+    )
+    assert load_from_disk(str(tmp_path / "heldout")).num_rows == {"validation": 2}
 
 
 @pytest.mark.parametrize(

@@ -320,13 +320,15 @@ def generate_dataset_dict(
     image_size: int = 160,
     max_objects: int = 4,
 ):
-    """A `datasets.DatasetDict` with `train` and `validation` splits."""
+    """A `datasets.DatasetDict` with `train` and `validation` splits; a split of 0 images is left out (`datasets`
+    cannot load an empty split back from disk)."""
     from datasets import DatasetDict
 
     return DatasetDict(
         {
             split: generate_dataset(count, seed=seed, split=split, image_size=image_size, max_objects=max_objects)
             for split, count in (("train", num_train_images), ("validation", num_validation_images))
+            if count > 0
         }
     )
 
