@@ -107,3 +107,14 @@ def test_maskdino_segment_runs_the_demo_model_offline(tmp_path, capsys, monkeypa
     assert found == ["circle", "circle", "grass", "sky", "square", "triangle"]  # one square taken for a circle
     overlay = Image.open(output)
     assert overlay.height == SAMPLE_SIZE and overlay.width > SAMPLE_SIZE  # with the legend panel
+
+
+def test_maskdino_segment_defaults_to_the_demo_model_and_its_sample(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / "overlay.png"
+    assert maskdino_segment(["--output", str(output), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(segment["label"] for segment in summary["segments"]) == [
+        "circle", "circle", "grass", "sky", "square", "triangle"
+    ]
+    assert Image.open(output).height == SAMPLE_SIZE

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+# a tiny model trained on synthetic shapes, so that the command works offline out of the box
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
 TASKS = ("panoptic", "instance", "semantic", "detection")
 # Score threshold used when `--threshold` is not given; `None` means the checkpoint's own inference setting.
 DEFAULT_THRESHOLDS = {"panoptic": None, "instance": 0.5, "semantic": None, "detection": 0.5}
@@ -178,9 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="maskdino-segment",
         description="Segment or detect objects in an image with a Mask DINO checkpoint and save an overlay.",
     )
-    parser.add_argument("image", help="path or URL of the input image")
     parser.add_argument(
-        "--model", required=True, help="local directory or Hugging Face Hub id of a converted checkpoint"
+        "image", nargs="?", default=str(DEMO_DIR / "sample.png"), help="path or URL of the input image (default: the "
+        "sample image shipped with the package)"
+    )
+    parser.add_argument(
+        "--model",
+        default=str(DEMO_DIR),
+        help="local directory or Hugging Face Hub id of a converted checkpoint (default: the tiny demo model shipped "
+        "with the package, trained on synthetic shapes)",
     )
     parser.add_argument("--task", choices=TASKS, default="panoptic", help="what to predict (default: panoptic)")
     parser.add_argument("--output", required=True, help="where to save the overlay (PNG, JPEG, ...)")
