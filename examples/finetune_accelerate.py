@@ -116,17 +116,21 @@ def evaluate_model(
     shard = dataset.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
     loader = DataLoader(shard, batch_size=batch_size, collate_fn=collate_segmentation_batch)
     evaluator = SegmentationEvaluator(image_processor, num_labels, stuff_label_ids, tasks=METRIC_TASKS[task])
+    # The loss all-reduces the number of target masks, so every process must compute it equally often: shards differ
+    # by at most one image, and the loss is taken on the batches that the smallest shard also has.
+    num_loss_batches = math.ceil((len(dataset) // accelerator.num_processes) / batch_size)
     loss_sum, num_batches = 0.0, 0
     progress = tqdm(loader, desc="evaluating", disable=not accelerator.is_local_main_process)
-    for batch in progress:
+    for batch_index, batch in enumerate(progress):
         batch = {
             key: [t.to(accelerator.device) for t in value] if isinstance(value, list) else value.to(accelerator.device)
             for key, value in batch.items()
         }
         with torch.no_grad():
             outputs = model(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"])
-            loss_sum += float(evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"]))
-        num_batches += 1
+            if batch_index < num_loss_batches:
+                loss_sum += float(evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"]))
+                num_batches += 1
         ground_truth = [
             (masks[:, :height, :width].cpu() > 0.5, labels.cpu())
             for masks, labels, (height, width) in zip(
@@ -139,7 +143,7 @@ def evaluate_model(
     evaluator.merge(states)
     metrics = evaluator.compute()
     total_batches = sum(count for _, count in losses)
-    metrics["loss"] = sum(loss for loss, _ in losses) / max(total_batches, 1)
+    metrics["loss"] = sum(loss for loss, _ in losses) / total_batches if total_batches else math.nan
     metrics["num_images"] = evaluator.num_images
     model.train(was_training)
     return metrics
