@@ -7,7 +7,6 @@ a checkpoint, and scores perfect predictions 1."""
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 
@@ -173,12 +172,6 @@ def test_accelerate_example_matches_evaluate_py_on_its_checkpoint(tmp_path, data
         np.testing.assert_allclose(metrics[key], final[key], rtol=1e-6, err_msg=key)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_cpu_processes_keep_identical_replicas(tmp_path, config_file):
     report_path = tmp_path / "report.json"
     # an odd number of validation images: the processes' evaluation shards differ in size (a 64-pixel image alone in
@@ -186,7 +179,8 @@ def test_two_cpu_processes_keep_identical_replicas(tmp_path, config_file):
     dataset_dir = save_synthetic_dataset(tmp_path / "shapes", num_train=8, num_validation=5, image_size=96)
     command = [
         sys.executable, "-m", "torch.distributed.run",
-        "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+        # --standalone: the launcher binds a free port itself, so no other job can take it in between
+        "--standalone", "--nproc_per_node", "2",
         str(REPO / "tests" / "replica_check.py"), str(report_path),
         *common_arguments(dataset_dir, config_file, tmp_path / "distributed"),
         "--shortest_edge", "96", "--longest_edge", "192",
