@@ -32,10 +32,6 @@ SEMANTIC_IGNORE_INDEX = 255
 # ---------------------------------------------------------------------------------------------------------- targets
 
 
-def _as_array(image_like) -> np.ndarray:
-    return np.asarray(image_like)
-
-
 def segment_class_mapping(segments_info: Iterable[Mapping[str, Any]], things_only: bool = False) -> dict[int, int]:
     """`{segment id: class id}` of an image's segments; with `things_only`, stuff segments are left out."""
     return {
@@ -114,12 +110,12 @@ class SegmentationTransform:
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         outputs: dict[str, list] = {"pixel_values": [], "pixel_mask": [], "mask_labels": [], "class_labels": []}
         for index, image in enumerate(batch[self.image_column]):
-            image = _as_array(image.convert("RGB") if hasattr(image, "convert") else image)
+            image = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
             if self.task == "semantic":
-                label_map = _as_array(batch[self.semantic_map_column][index]).astype(np.int64)
+                label_map = np.asarray(batch[self.semantic_map_column][index]).astype(np.int64)
                 mapping, ignore_index = None, SEMANTIC_IGNORE_INDEX
             else:
-                label_map = _as_array(batch[self.panoptic_map_column][index]).astype(np.int64)
+                label_map = np.asarray(batch[self.panoptic_map_column][index]).astype(np.int64)
                 segments = batch[self.segments_info_column][index]
                 mapping = segment_class_mapping(segments, things_only=self.task == "instance")
                 # segment id 0 is "no segment"; in the instance task, stuff segments become "no segment" too
