@@ -121,6 +121,18 @@ def test_trainer_example_trains_evaluates_and_saves_a_reloadable_checkpoint(tmp_
         np.testing.assert_allclose(reloaded[f"eval_{key}"], results[f"eval_{key}"], err_msg=key)
 
 
+@pytest.mark.parametrize(
+    "task, present, absent", [("instance", "eval_mask_AP", "eval_PQ"), ("semantic", "eval_mIoU", "eval_mask_AP")]
+)
+def test_trainer_example_instance_and_semantic_tasks(tmp_path, dataset_dir, config_file, task, present, absent):
+    results = import_example("finetune_trainer").main(
+        common_arguments(dataset_dir, config_file, tmp_path / task)
+        + ["--task", task, "--max_steps", "1", "--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu"]
+    )
+    assert math.isfinite(results["eval_loss"]) and 0.0 <= results[present] <= 1.0
+    assert absent not in results
+
+
 def test_trainer_example_defaults_are_the_original_solver():
     example = import_example("finetune_trainer")
     parser = example.HfArgumentParser(
