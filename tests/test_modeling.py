@@ -319,6 +319,16 @@ def test_training_with_an_image_without_targets_and_denoising_outputs():
     outputs.loss.backward()
 
 
+def test_eval_mode_forward_with_labels_returns_the_loss():
+    # Trainer's prediction_step computes the loss in eval mode: every auxiliary set needs its masks then
+    model = make_model(tiny_config())
+    masks, labels = random_targets(2, 64, 96)
+    with torch.no_grad():
+        outputs = model(torch.randn(2, 3, 64, 96), mask_labels=masks, class_labels=labels)
+    assert torch.isfinite(outputs.loss) and "loss_mask_0" in outputs.loss_dict
+    assert outputs.denoising_outputs is None and outputs.loss_dict["loss_ce_dn"] == 0  # no denoising in eval mode
+
+
 def test_trainer_label_names_and_explicit_target_boxes():
     from transformers.utils.generic import find_labels
 

@@ -1181,9 +1181,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
                 self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
                 self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
 
+        # every step's masks are needed for the loss (also for an eval-mode loss); at plain inference only the last
+        predict_all_masks = self.training or denoising_targets is not None
         predictions = []  # (class logits, mask logits) per prediction step
         if config.initial_prediction:
-            predictions.append(self.decoder.predict(content, mask_features, predict_masks=self.training))
+            predictions.append(self.decoder.predict(content, mask_features, predict_masks=predict_all_masks))
 
         decoder_outputs = self.decoder(
             inputs_embeds=content,
@@ -1201,7 +1203,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             is_last = i == config.decoder_layers - 1
             # the class and mask heads apply the LayerNorm again on the already normed states, as the original does
             predictions.append(
-                self.decoder.predict(layer_states[:, i], mask_features, predict_masks=self.training or is_last)
+                self.decoder.predict(layer_states[:, i], mask_features, predict_masks=predict_all_masks or is_last)
             )
         # boxes reported per layer use the normed states on the layer's input reference (refinement inside the
         # decoder used the un-normed ones)
