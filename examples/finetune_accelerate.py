@@ -224,6 +224,18 @@ def train(argv: list[str] | None = None) -> TrainingResult:
 
     evaluations, losses = [], []
     completed_steps, running_loss, running_count = 0, 0.0, 0
+    def run_evaluation():
+        return evaluate_model(
+            model,
+            eval_dataset,
+            image_processor,
+            len(id2label),
+            stuff_label_ids,
+            args.task,
+            args.per_device_eval_batch_size,
+            accelerator,
+        )
+
     progress = tqdm(total=args.max_steps, desc="training", disable=not accelerator.is_local_main_process)
     model.train()
     epoch = 0
@@ -251,16 +263,7 @@ def train(argv: list[str] | None = None) -> TrainingResult:
                 logger.info("step %d: loss %.4f, lr %.3g", completed_steps, loss, scheduler.get_last_lr()[0])
                 running_loss, running_count = 0.0, 0
             if args.eval_steps and completed_steps % args.eval_steps == 0 and completed_steps < args.max_steps:
-                metrics = evaluate_model(
-                    model,
-                    eval_dataset,
-                    image_processor,
-                    len(id2label),
-                    stuff_label_ids,
-                    args.task,
-                    args.per_device_eval_batch_size,
-                    accelerator,
-                )
+                metrics = run_evaluation()
                 evaluations.append({"step": completed_steps, **metrics})
                 logger.info("step %d: %s", completed_steps, _format_metrics(metrics))
             if completed_steps >= args.max_steps:
@@ -268,16 +271,7 @@ def train(argv: list[str] | None = None) -> TrainingResult:
         epoch += 1
     progress.close()
 
-    metrics = evaluate_model(
-        model,
-        eval_dataset,
-        image_processor,
-        len(id2label),
-        stuff_label_ids,
-        args.task,
-        args.per_device_eval_batch_size,
-        accelerator,
-    )
+    metrics = run_evaluation()
     evaluations.append({"step": completed_steps, **metrics})
     logger.info("final (%d epochs started): %s", epoch, _format_metrics(metrics))
 
