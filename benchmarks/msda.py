@@ -5,8 +5,9 @@ Times forward and forward+backward at the Mask DINO encoder size (4 levels 100x1
 implementations interleaved in one process (order alternating every repetition), and reports medians and the median
 of the per-repetition ratios. Peak extra memory of one call is measured in a fresh child process per cell: the
 process's peak RSS (VmHWM, reset through /proc/self/clear_refs after a small warm-up call) minus its RSS before the
-call. So it counts every buffer the call allocates, its output and gradients included.
-Linux only for the memory column.
+call. So it counts every buffer the call allocates, its output and gradients included; the workspace columns
+subtract the returned tensors (output, and in forward+backward the three gradients), which any implementation
+must allocate. Linux only for the memory columns.
 
     python benchmarks/msda.py                 # both sizes, 2 threads
     python benchmarks/msda.py --case decoder --repeats 9
@@ -99,8 +100,8 @@ def read_status(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_probe(implementation: str, case: str, mode: str) -> int:
-    """Peak RSS growth during one call (run in a fresh child process).
+def memory_probe(implementation: str, case: str, mode: str) -> dict:
+    """Peak RSS growth during one call, and the bytes of the tensors it returns (run in a fresh child process).
 
     The warm-up call uses 16 queries: it starts the thread pool and loads libraries without leaving freed
     full-size buffers in the heap for the measured call to reuse."""
@@ -115,16 +116,16 @@ def memory_probe(implementation: str, case: str, mode: str) -> int:
     before = read_status("VmRSS")
     result = one_call(implementation, mode, inputs, grad_output)
     peak = read_status("VmHWM")
-    del result
-    return peak - before
+    returned = result if isinstance(result, tuple) else (result,)
+    return {"extra_bytes": peak - before, "returned_bytes": sum(t.numel() * t.element_size() for t in returned)}
 
 
-def measure_memory(implementation: str, case: str, mode: str) -> int | None:
+def measure_memory(implementation: str, case: str, mode: str) -> dict | None:
     if not Path("/proc/self/clear_refs").exists():
         return None
     command = [sys.executable, __file__, "--probe", implementation, case, mode]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["extra_bytes"]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def time_interleaved(case: str, mode: str, repeats: int):
@@ -163,7 +164,7 @@ def main():
     os.environ.setdefault(msda_kernels.KERNELS_ENV_VAR, "require")
 
     if args.probe:
-        print(json.dumps({"extra_bytes": memory_probe(*args.probe)}))
+        print(json.dumps(memory_probe(*args.probe)))
         return
 
     start = time.time()
@@ -181,18 +182,28 @@ def main():
             rows.append((case, mode, repeats, timing, memory))
             print(f"# {case} {mode}: {json.dumps(timing)} memory={memory}", flush=True)
 
-    def mb(value):
-        return "n/a" if value is None else f"{value / 2**20:.0f} MB" if value >= 2**20 else f"{value / 2**20:.1f} MB"
+    def mb(probe, workspace=False):
+        if probe is None:
+            return "n/a"
+        value = probe["extra_bytes"] - (probe["returned_bytes"] if workspace else 0)
+        if workspace and value < 2**20 // 10:
+            return "~0 MB"  # small returned tensors can land in already-mapped heap pages, growing RSS by less
+        return f"{value / 2**20:.0f} MB" if abs(value) >= 2**20 else f"{value / 2**20:.1f} MB"
 
     print()
-    print("| case | pass | PyTorch | C++ | speed-up (median, range) | PyTorch extra peak | C++ extra peak | max rel. error |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| case | pass | PyTorch | C++ | speed-up (median, range) | PyTorch extra peak | C++ extra peak "
+        "| returned tensors | PyTorch workspace | C++ workspace | max rel. error |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case, mode, repeats, timing, memory in rows:
         low, high = timing["ratio_range"]
+        returned = "n/a" if memory.get("cpp") is None else f"{memory['cpp']['returned_bytes'] / 2**20:.1f} MB"
         print(
             f"| {case} (Q={CASES[case]}) | {mode} | {timing['pytorch_ms']:.1f} ms | {timing['cpp_ms']:.1f} ms | "
             f"**{timing['ratio']:.2f}x** ({low:.2f}-{high:.2f}, n={repeats}) | {mb(memory.get('pytorch'))} | "
-            f"{mb(memory.get('cpp'))} | {timing['max_relative_error']:.1e} |"
+            f"{mb(memory.get('cpp'))} | {returned} | {mb(memory.get('pytorch'), workspace=True)} | "
+            f"{mb(memory.get('cpp'), workspace=True)} | {timing['max_relative_error']:.1e} |"
         )
 
 
