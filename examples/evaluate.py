@@ -27,10 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.evaluation import SegmentationEvaluator
+from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
-
-METRIC_TASKS = {"panoptic": ("panoptic", "instance", "semantic"), "instance": ("instance",), "semantic": ("semantic",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="validation")
     parser.add_argument(
         "--task",
-        choices=tuple(METRIC_TASKS),
+        choices=tuple(METRIC_TASKS_FOR_DATASET_TASK),
         default="panoptic",
         help="panoptic: PQ + AP + mIoU from the panoptic annotation; instance: AP; semantic: mIoU from semantic_map",
     )
@@ -59,7 +57,7 @@ def evaluate_checkpoint(model, image_processor, dataset, task: str = "panoptic",
         image_processor,
         num_labels=model.config.num_labels,
         stuff_label_ids=model.config.stuff_label_ids,
-        tasks=METRIC_TASKS[task],
+        tasks=METRIC_TASKS_FOR_DATASET_TASK[task],
     )
     # panoptic ground truth also gives the semantic one; AP uses its thing segments
     ground_truth_task = "semantic" if task == "semantic" else "panoptic"

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from transformers_maskdino.evaluation import SegmentationEvaluator
+from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,
@@ -50,8 +50,6 @@ from transformers_maskdino.training import (
 )
 
 logger = logging.getLogger(__name__)
-
-METRIC_TASKS = {"panoptic": ("panoptic", "instance", "semantic"), "instance": ("instance",), "semantic": ("semantic",)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +113,9 @@ def evaluate_model(
     model.eval()
     shard = dataset.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
     loader = DataLoader(shard, batch_size=batch_size, collate_fn=collate_segmentation_batch)
-    evaluator = SegmentationEvaluator(image_processor, num_labels, stuff_label_ids, tasks=METRIC_TASKS[task])
+    evaluator = SegmentationEvaluator(
+        image_processor, num_labels, stuff_label_ids, tasks=METRIC_TASKS_FOR_DATASET_TASK[task]
+    )
     # The loss all-reduces the number of target masks, so every process must compute it equally often: shards differ
     # by at most one image, and the loss is taken on the batches that the smallest shard also has.
     num_loss_batches = math.ceil((len(dataset) // accelerator.num_processes) / batch_size)

@@ -5,8 +5,8 @@
 # transformers_maskdino.msda_kernels.load_kernel("cuda"), that the .so loads, that the CUDA kernels are registered
 # for both ops, and that the CPU kernel tests pass under that torch too. It cannot run a CUDA kernel (no GPU here).
 #
-# Cost: a 5.5 GB venv (torch 2.14.1 with its nvidia-* wheels; ~2 min to install from the local package index) and
-# ~30 s of compiling. Not part of CI for that reason; run it by hand after changing kernels/ or msda_kernels.py:
+# Cost: a 5.8 GB venv (torch 2.14.1 with its nvidia-* wheels; ~2 min to install from the local package index), ~15 s
+# of compiling and ~20 s of tests. CI runs it last (.ci/run); by hand:
 #   bash scripts/check_cuda_link.sh            # venv in /tmp/maskdino-cu130 (kept for the next run)
 #   VENV=/path/to/venv bash scripts/check_cuda_link.sh
 set -euo pipefail

@@ -33,6 +33,12 @@ import torch
 PQ_MATCH_IOU = 0.5
 VOID_FRACTION_FOR_FALSE_POSITIVE = 0.5
 METRIC_TASKS = ("panoptic", "instance", "semantic")
+# What a dataset annotated for each task can be scored on (panoptic ground truth gives instance and semantic too).
+METRIC_TASKS_FOR_DATASET_TASK = {
+    "panoptic": ("panoptic", "instance", "semantic"),
+    "instance": ("instance",),
+    "semantic": ("semantic",),
+}
 
 
 def _to_numpy(array) -> np.ndarray:
