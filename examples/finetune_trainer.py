@@ -38,7 +38,7 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from transformers_maskdino.evaluation import SegmentationEvaluator
+from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,
@@ -131,8 +131,8 @@ class MaskDinoTrainer(Trainer):
     `Trainer` with Mask DINO's optimizer parameter groups, and an evaluation step that returns only the predictions
     post-processing needs (class and mask logits, boxes, image sizes) plus the targets.
 
-    The evaluation loss is the loss of the final prediction and the encoder proposals: the model computes masks of
-    the earlier decoder layers in training mode only, so the full training loss is not available in eval mode.
+    The evaluation loss is the loss of the final prediction and the encoder proposals ([`evaluation_loss`]): one
+    forward without targets gives both it and the predictions, without predicting every decoder layer's masks.
     """
 
     def create_optimizer(self, model=None):
@@ -251,13 +251,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, **columns))
 
-    metric_tasks = {
-        "panoptic": ("panoptic", "instance", "semantic"),
-        "instance": ("instance",),
-        "semantic": ("semantic",),
-    }
     evaluator = SegmentationEvaluator(
-        image_processor, num_labels=len(id2label), stuff_label_ids=stuff_label_ids, tasks=metric_tasks[data_args.task]
+        image_processor,
+        num_labels=len(id2label),
+        stuff_label_ids=stuff_label_ids,
+        tasks=METRIC_TASKS_FOR_DATASET_TASK[data_args.task],
     )
     trainer = MaskDinoTrainer(
         model=model,

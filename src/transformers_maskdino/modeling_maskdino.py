@@ -105,8 +105,8 @@ class MaskDinoModelOutput(ModelOutput):
     auxiliary_outputs (`list[dict]`):
         Predictions before the last layer, earliest first: the initial prediction from the selected queries (when
         `config.initial_prediction`), then every decoder layer but the last. Each dict has `class_queries_logits`,
-        `masks_queries_logits` (`None` in eval mode: the original predicts intermediate masks only in training) and
-        `pred_boxes`.
+        `masks_queries_logits` (`None` at inference, i.e. in eval mode without targets: the original predicts
+        intermediate masks only for the loss) and `pred_boxes`.
     encoder_proposal_outputs (`dict`, *optional*):
         With query selection (`config.init_queries_from_encoder`): `class_queries_logits`, `masks_queries_logits`
         and `pred_boxes` of the top-`num_queries` encoder tokens.

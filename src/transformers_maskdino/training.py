@@ -343,9 +343,10 @@ def evaluation_loss(
     model: nn.Module, outputs, mask_labels: list[torch.Tensor], class_labels: list[torch.Tensor]
 ) -> torch.Tensor:
     """
-    Loss of an eval-mode forward: the weighted losses of the final prediction and of the encoder proposals (the
-    denoising terms are zero). Eval-mode outputs carry masks for the last decoder layer only, so the auxiliary
-    layers' losses of the training loss cannot be computed; this is the part that can.
+    Loss of an eval-mode forward without targets: the weighted losses of the final prediction and of the encoder
+    proposals (the denoising terms are zero). Such a forward predicts masks for the last decoder layer only, which
+    is what post-processing needs, so the auxiliary layers' losses are left out; passing the targets to the forward
+    instead gives them too, at the cost of predicting every layer's masks.
 
     Args:
         model ([`MaskDinoForUniversalSegmentation`]):
