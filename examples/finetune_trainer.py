@@ -12,8 +12,9 @@ differ) or from scratch with a config file (`--config_name`, optionally with Ima
 
 The optimizer defaults are the original's: AdamW, learning rate 1e-4, weight decay 0.05 (none on norms and
 embeddings), backbone learning rate x 0.1, gradient norm clipped to 0.01. Evaluation during training reports PQ,
-COCO mask/box AP and mIoU on the validation split (`--eval_strategy steps --eval_steps N`). Running again with the
-same `--output_dir` resumes from its last checkpoint.
+COCO mask/box AP and mIoU on the validation split (`--eval_strategy steps --eval_steps N`), also across several
+processes (`torchrun --nproc_per_node N examples/finetune_trainer.py ...`). Running again with the same
+`--output_dir` resumes from its last checkpoint.
 
 Example (a tiny model on synthetic data, CPU):
 
@@ -56,9 +57,6 @@ from transformers_maskdino.training import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Outputs handed to the metrics; the rest (hidden states, auxiliary predictions, ...) is not gathered.
-PREDICTION_KEYS = ("class_queries_logits", "masks_queries_logits", "pred_boxes", "image_sizes", "padded_image_sizes")
 
 
 @dataclass
@@ -120,20 +118,26 @@ class MaskDinoTrainingArguments(TrainingArguments):
     backbone_learning_rate_multiplier: float = field(
         default=DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER, metadata={"help": "Backbone learning rate factor."}
     )
-    # targets are lists of tensors, which the Trainer must neither drop nor concatenate across batches
+    # the targets are lists of tensors, which the Trainer must not drop as unused columns
     remove_unused_columns: bool = field(default=False)
-    eval_do_concat_batches: bool = field(default=False)
-    batch_eval_metrics: bool = field(default=True)
 
 
 class MaskDinoTrainer(Trainer):
     """
-    `Trainer` with Mask DINO's optimizer parameter groups, and an evaluation step that returns only the predictions
-    post-processing needs (class and mask logits, boxes, image sizes) plus the targets.
+    `Trainer` with Mask DINO's optimizer parameter groups, and PQ / AP / mIoU computed during evaluation.
+
+    Each evaluation step post-processes its own batch on its own process and gathers only what each image adds to
+    the metrics ([`SegmentationEvaluator.image_states`]): a few small arrays and run-length-encoded masks per image,
+    instead of every query's mask logits at a size that differs from batch to batch and process to process.
+    `gather_for_metrics` drops the images that the distributed sampler repeated to even out the last batch.
 
     The evaluation loss is the loss of the final prediction and the encoder proposals ([`evaluation_loss`]): one
     forward without targets gives both it and the predictions, without predicting every decoder layer's masks.
     """
+
+    def __init__(self, *args, evaluator: SegmentationEvaluator | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.evaluator = evaluator
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
@@ -145,41 +149,33 @@ class MaskDinoTrainer(Trainer):
             )
         return self.optimizer
 
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):  # fmt: skip
+        if self.evaluator is not None:
+            self.evaluator.reset()
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        if self.evaluator is not None and self.evaluator.num_images:
+            metrics = {**self.evaluator.compute(), "num_images": self.evaluator.num_images}
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in metrics.items()})
+        return output
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         mask_labels, class_labels = inputs.get("mask_labels"), inputs.get("class_labels")
         with torch.no_grad():
             outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs.get("pixel_mask"))
-            loss = None
-            if mask_labels is not None:
-                loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels)
-        if prediction_loss_only:
-            return loss, None, None
-        predictions = {key: outputs[key] for key in PREDICTION_KEYS}
-        labels = None if mask_labels is None else (mask_labels, class_labels)
-        return loss, predictions, labels
-
-
-class BatchedSegmentationMetrics:
-    """`compute_metrics` for `batch_eval_metrics=True`: adds each evaluation batch to a [`SegmentationEvaluator`] and
-    returns PQ, AP and mIoU after the last one. Metrics are computed at the processor's input resolution."""
-
-    def __init__(self, evaluator: SegmentationEvaluator):
-        self.evaluator = evaluator
-
-    def __call__(self, eval_prediction, compute_result: bool = False):
-        predictions = eval_prediction.predictions
-        mask_labels, class_labels = eval_prediction.label_ids
-        ground_truth = []
-        for index, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
-            height, width = (int(size) for size in predictions["image_sizes"][index])
-            ground_truth.append((masks[:, :height, :width] > 0.5, labels))
-        self.evaluator.add(predictions, ground_truth)
-        if not compute_result:
-            return None
-        metrics = self.evaluator.compute()
-        self.evaluator.reset()
-        return metrics
+        if mask_labels is None:
+            return None, None, None
+        loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels)
+        if self.evaluator is not None:
+            # metrics at the processor's input resolution: the targets cropped to each image's valid size
+            ground_truth = [
+                (masks[:, :height, :width] > 0.5, labels)
+                for masks, labels, (height, width) in zip(mask_labels, class_labels, outputs.image_sizes.tolist())
+            ]
+            image_states = self.evaluator.image_states(outputs, ground_truth)
+            self.evaluator.accumulate(self.accelerator.gather_for_metrics(image_states, use_gather_object=True))
+        return loss, None, None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -264,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
         train_dataset=train_dataset if training_args.do_train else None,
         eval_dataset=eval_dataset,
         processing_class=image_processor,
-        compute_metrics=BatchedSegmentationMetrics(evaluator),
+        evaluator=evaluator,
     )
 
     results = {}

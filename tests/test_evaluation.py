@@ -4,9 +4,11 @@
 it, COCO AP, perfect predictions scoring 1 everywhere, and merging states across processes."""
 
 import math
+import pickle
 
 import numpy as np
 import pytest
+import torch
 from training_fixtures import perfect_outputs
 
 from transformers_maskdino import MaskDinoImageProcessor
@@ -163,6 +165,29 @@ def test_states_of_several_processes_merge_into_the_single_process_result(proces
     for name in expected:
         np.testing.assert_allclose(actual[name], expected[name], err_msg=name)
     assert 0 < expected["PQ"] < 1 and 0 < expected["mask_AP"] < 1
+
+
+def test_gathered_image_states_accumulate_into_the_batch_result(processor):
+    """A distributed loop gathers `image_states` per image and drops repeated ones before `accumulate`."""
+    masks, labels = ground_truth_scene()
+    good = perfect_outputs(masks, labels)
+    bad = perfect_outputs(masks, np.array([1, 0, 2]))
+    batch = {key: torch.cat([good[key], bad[key]]) for key in good}
+    single = SegmentationEvaluator(processor, NUM_LABELS)
+    single.add(batch, [(masks, labels), (masks, labels)])
+    gathering = SegmentationEvaluator(processor, NUM_LABELS)
+    states = gathering.image_states(batch, [(masks, labels), (masks, labels)])
+    assert len(states) == 2 and all(state["num_images"] == 1 for state in states)
+    assert gathering.num_images == 0  # nothing is added until accumulated
+    gathered = pickle.loads(pickle.dumps(states))  # what gather_object sends
+    gathering.accumulate(gathered)
+    assert gathering.num_images == 2
+    expected, actual = single.compute(), gathering.compute()
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], err_msg=name)
+    # the same image twice counts twice: deduplication is the gathering loop's job
+    gathering.accumulate(gathered[:1])
+    assert gathering.num_images == 3 and gathering.compute()["PQ"] > expected["PQ"]
 
 
 def test_metric_tasks_select_the_keys(processor):

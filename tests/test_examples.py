@@ -1,8 +1,8 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """The examples on a tiny synthetic dataset: the Trainer and accelerate scripts train, evaluate periodically and
-save a checkpoint that reloads to the same metrics; two CPU processes keep identical replicas; `evaluate.py` scores
-a checkpoint, and scores perfect predictions 1."""
+save a checkpoint that reloads to the same metrics; two CPU processes keep identical replicas and evaluate like one;
+`evaluate.py` scores a checkpoint, and scores perfect predictions 1."""
 
 import json
 import math
@@ -141,9 +141,52 @@ def test_trainer_example_defaults_are_the_original_solver():
     _, data_args, training_args = parser.parse_args_into_dataclasses(["--dataset_name", "d", "--output_dir", "o"])
     assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
     assert training_args.max_grad_norm == 0.01 and training_args.backbone_learning_rate_multiplier == 0.1
-    assert training_args.remove_unused_columns is False and training_args.eval_do_concat_batches is False
-    assert training_args.batch_eval_metrics is True
+    assert training_args.remove_unused_columns is False
     assert data_args.task == "panoptic" and data_args.flip_probability == 0.5
+
+
+def run_two_cpu_processes(script, arguments, python_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run",
+        # --standalone: the launcher binds a free port itself, so no other job can take it in between
+        "--standalone", "--nproc_per_node", "2", str(script), *arguments,
+    ]  # fmt: skip
+    # gloo over the loopback interface: the processes share this machine
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(python_path)}
+    try:
+        completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240, check=False)
+    except subprocess.TimeoutExpired as timeout:
+        pytest.fail(f"the two processes did not finish in 240 s; last output:\n{(timeout.stderr or '')[-4000:]}")
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+
+def test_trainer_example_evaluates_across_two_processes_like_one(tmp_path, config_file):
+    # 5 validation images, 2 per process and batch: the sampler repeats 3 images to fill the last step's batches,
+    # and those must not count (a lone 64-pixel image is too small for the pixel decoder's GroupNorm, hence 96)
+    dataset_dir = save_synthetic_dataset(tmp_path / "shapes", num_train=8, num_validation=5, image_size=96)
+    output_dir = tmp_path / "distributed"
+    arguments = common_arguments(dataset_dir, config_file, output_dir) + [
+        "--shortest_edge", "96", "--longest_edge", "192",
+        "--max_steps", "2", "--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu", "--ddp_backend", "gloo",
+    ]  # fmt: skip
+    run_two_cpu_processes(REPO / "examples" / "finetune_trainer.py", arguments, REPO / "src")
+    distributed = json.loads((output_dir / "eval_results.json").read_text())
+    assert distributed["eval_num_images"] == 5
+    assert_sane_metrics(distributed, "eval_")
+
+    # the saved model, evaluated by one process, scores the same
+    single = import_example("finetune_trainer").main(
+        [
+            "--dataset_name", str(dataset_dir),
+            "--model_name_or_path", str(output_dir),
+            "--output_dir", str(tmp_path / "single"),
+            "--per_device_eval_batch_size", "2",
+            "--do_eval", "--use_cpu",
+        ]  # fmt: skip
+    )
+    assert single["eval_num_images"] == 5
+    for key in METRIC_KEYS:
+        np.testing.assert_allclose(distributed[f"eval_{key}"], single[f"eval_{key}"], rtol=1e-6, err_msg=key)
 
 
 # ------------------------------------------------------------------------------------------------------ accelerate
@@ -189,22 +232,13 @@ def test_two_cpu_processes_keep_identical_replicas(tmp_path, config_file):
     # an odd number of validation images: the processes' evaluation shards differ in size (a 64-pixel image alone in
     # a batch is too small for the pixel decoder's GroupNorm at its 1x1 extra level, hence 96 pixels)
     dataset_dir = save_synthetic_dataset(tmp_path / "shapes", num_train=8, num_validation=5, image_size=96)
-    command = [
-        sys.executable, "-m", "torch.distributed.run",
-        # --standalone: the launcher binds a free port itself, so no other job can take it in between
-        "--standalone", "--nproc_per_node", "2",
-        str(REPO / "tests" / "replica_check.py"), str(report_path),
+    arguments = [
+        str(report_path),
         *common_arguments(dataset_dir, config_file, tmp_path / "distributed"),
         "--shortest_edge", "96", "--longest_edge", "192",
         "--max_steps", "3", "--logging_steps", "1", "--cpu",
     ]  # fmt: skip
-    # gloo over the loopback interface: the processes share this machine
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(REPO / "tests")}
-    try:
-        completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240, check=False)
-    except subprocess.TimeoutExpired as timeout:
-        pytest.fail(f"the two processes did not finish in 240 s; last output:\n{(timeout.stderr or '')[-4000:]}")
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    run_two_cpu_processes(REPO / "tests" / "replica_check.py", arguments, REPO / "tests")
     report = json.loads(report_path.read_text())
     assert report["num_processes"] == 2 and report["backend"] == "gloo"
     assert report["distributed_type"].endswith("MULTI_CPU")

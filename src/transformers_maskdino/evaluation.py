@@ -18,7 +18,9 @@ mean IoU, accumulated image by image from model outputs and ground-truth segment
 All values are fractions in [0, 1] (not percentages); a metric with nothing to measure is `nan`.
 
 The accumulated state is made of NumPy arrays and lists of plain records, so evaluators of several processes can be
-merged (`state()` on each, `merge()` the gathered states, then `compute()`).
+merged (`state()` on each, `merge()` the gathered states, then `compute()`), or each image's share can be gathered
+(`image_states()` on each process's batch, `accumulate()` the gathered ones), which lets a distributed loop drop
+the images its sampler repeated.
 """
 
 import contextlib
@@ -322,6 +324,19 @@ class SegmentationEvaluator:
             target_sizes (`Sequence[tuple[int, int]]`, *optional*):
                 Output size per image; defaults to each ground truth's size.
         """
+        self.accumulate(self.image_states(outputs, ground_truth, target_sizes))
+
+    def image_states(
+        self,
+        outputs,
+        ground_truth: Sequence[tuple[Any, Any]],
+        target_sizes: Sequence[tuple[int, int]] | None = None,
+    ) -> list[dict]:
+        """
+        What each image of a batch adds to the metrics, without adding it: one small picklable state per image, in
+        the format of [`state`]. Distributed evaluation gathers these per image (so that samples a sampler repeated
+        can be dropped) and [`accumulate`]s them. Arguments as in [`add`].
+        """
         if target_sizes is None:
             target_sizes = [tuple(_to_numpy(masks).shape[-2:]) for masks, _ in ground_truth]
         target_sizes = [(int(h), int(w)) for h, w in target_sizes]
@@ -336,6 +351,7 @@ class SegmentationEvaluator:
         if "semantic" in self.tasks:
             semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)
 
+        states = []
         for index, (masks, labels) in enumerate(ground_truth):
             masks = _to_numpy(masks).astype(bool)
             labels = _to_numpy(labels).astype(np.int64)
@@ -344,29 +360,29 @@ class SegmentationEvaluator:
                 raise ValueError(
                     f"Ground-truth masks of image {index} are {masks.shape[-2:]} but the output size is {(height, width)}."
                 )
-            self.num_images += 1
+            state = {"panoptic_stats": None, "semantic_stats": None, "instance_records": [], "num_images": 1}
             if panoptic is not None:
                 result = panoptic[index]
-                stats = panoptic_matching(
+                state["panoptic_stats"] = panoptic_matching(
                     _to_numpy(result["segmentation"]),
                     {info["id"]: info["label_id"] for info in result["segments_info"]},
                     masks,
                     labels,
                     self.num_labels,
                 )
-                for key in self.panoptic_stats:
-                    self.panoptic_stats[key] += stats[key]
             if semantic is not None:
                 ground_truth_map = np.full((height, width), self.ignore_index, dtype=np.int64)
                 for mask, label in zip(masks, labels):
                     ground_truth_map[mask] = label
-                areas = semantic_areas(
+                state["semantic_stats"] = semantic_areas(
                     _to_numpy(semantic[index]), ground_truth_map, self.num_labels, self.ignore_index
                 )
-                for key in self.semantic_stats:
-                    self.semantic_stats[key] += areas[key]
             if instance is not None:
-                self.instance_records.append(self._instance_record(instance[index], masks, labels, height, width))
+                state["instance_records"].append(
+                    self._instance_record(instance[index], masks, labels, height, width)
+                )
+            states.append(state)
+        return states
 
     def _instance_record(
         self, result: Mapping, masks: np.ndarray, labels: np.ndarray, height: int, width: int
@@ -409,11 +425,15 @@ class SegmentationEvaluator:
     def merge(self, states: Iterable[Mapping]) -> None:
         """Replace the accumulated state by the sum of `states` (e.g. gathered from every process)."""
         self.reset()
+        self.accumulate(states)
+
+    def accumulate(self, states: Iterable[Mapping]) -> None:
+        """Add `states` (from [`state`] or [`image_states`]) to the accumulated state."""
         for state in states:
-            for key in self.panoptic_stats:
-                self.panoptic_stats[key] += state["panoptic_stats"][key]
-            for key in self.semantic_stats:
-                self.semantic_stats[key] += state["semantic_stats"][key]
+            for name, totals in (("panoptic_stats", self.panoptic_stats), ("semantic_stats", self.semantic_stats)):
+                if state[name] is not None:
+                    for key in totals:
+                        totals[key] += state[name][key]
             self.instance_records.extend(state["instance_records"])
             self.num_images += state["num_images"]
 
