@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max_train_samples", type=int, default=None)
     data.add_argument("--max_eval_samples", type=int, default=None)
     data.add_argument("--flip_probability", type=float, default=0.5)
+    data.add_argument(
+        "--large_scale_jitter_size",
+        type=int,
+        default=None,
+        help="large-scale jitter in training (1024 in the original's COCO configs); see finetune_trainer.py",
+    )
+    data.add_argument("--large_scale_jitter_scales", type=float, nargs=2, default=[0.1, 2.0], metavar=("MIN", "MAX"))
     model = parser.add_argument_group("model")
     model.add_argument("--model_name_or_path", default=None, help="checkpoint directory or Hub id to fine-tune")
     model.add_argument("--config_name", default=None, help="config.json of a model to train from scratch")
@@ -195,12 +202,14 @@ def train(argv: list[str] | None = None) -> TrainingResult:
         "Model: %.2fM parameters, labels %s, stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
     )
 
-    # flips differ per process, as the batches do
+    # flips and jitter differ per process, as the batches do
     train_dataset = train_dataset.with_transform(
         SegmentationTransform(
             image_processor,
             task=args.task,
             flip_probability=args.flip_probability,
+            large_scale_jitter_size=args.large_scale_jitter_size,
+            large_scale_jitter_scales=tuple(args.large_scale_jitter_scales),
             seed=args.seed + accelerator.process_index,
         )
     )

@@ -102,6 +102,17 @@ class DataArguments:
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     flip_probability: float = field(default=0.5, metadata={"help": "Random horizontal flips in training."})
+    large_scale_jitter_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Large-scale jitter in training, as the original trains on COCO (1024 there): scale each image "
+            "to fit a square of this side times a random factor from --large_scale_jitter_scales, then crop a "
+            "random window of at most this side. Replaces the processor's resize in training. Off by default."
+        },
+    )
+    large_scale_jitter_scales: list[float] = field(
+        default_factory=lambda: [0.1, 2.0], metadata={"help": "Min and max factor of the large-scale jitter."}
+    )
     image_column: str = field(default="image")
     panoptic_map_column: str = field(default="panoptic_map")
     segments_info_column: str = field(default="segments_info")
@@ -242,7 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
     }
     train_dataset = train_dataset.with_transform(
         SegmentationTransform(
-            image_processor, flip_probability=data_args.flip_probability, seed=training_args.seed, **columns
+            image_processor,
+            flip_probability=data_args.flip_probability,
+            large_scale_jitter_size=data_args.large_scale_jitter_size,
+            large_scale_jitter_scales=tuple(data_args.large_scale_jitter_scales),
+            seed=training_args.seed,
+            **columns,
         )
     )
     eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, **columns))

@@ -125,9 +125,14 @@ def test_trainer_example_trains_evaluates_and_saves_a_reloadable_checkpoint(tmp_
     "task, present, absent", [("instance", "eval_mask_AP", "eval_PQ"), ("semantic", "eval_mIoU", "eval_mask_AP")]
 )
 def test_trainer_example_instance_and_semantic_tasks(tmp_path, dataset_dir, config_file, task, present, absent):
+    # with the original's large-scale jitter (window 64 on 64-pixel images; the instance task with scales 0.8-1.6)
+    jitter = ["--large_scale_jitter_size", "64"]
+    if task == "instance":
+        jitter += ["--large_scale_jitter_scales", "0.8", "1.6"]
     results = import_example("finetune_trainer").main(
         common_arguments(dataset_dir, config_file, tmp_path / task)
         + ["--task", task, "--max_steps", "1", "--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu"]
+        + jitter
     )
     assert math.isfinite(results["eval_loss"]) and 0.0 <= results[present] <= 1.0
     assert absent not in results
@@ -196,6 +201,7 @@ def test_accelerate_example_matches_evaluate_py_on_its_checkpoint(tmp_path, data
     output_dir = tmp_path / "accelerate"
     arguments = common_arguments(dataset_dir, config_file, output_dir) + [
         "--max_steps", "3", "--eval_steps", "2", "--logging_steps", "1", "--cpu",
+        "--large_scale_jitter_size", "64", "--large_scale_jitter_scales", "0.5", "1.5",
     ]  # fmt: skip
     result = import_example("finetune_accelerate").train(arguments)
     assert [evaluation["step"] for evaluation in result.evaluations] == [2, 3]

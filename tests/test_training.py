@@ -119,6 +119,66 @@ def test_flips_move_image_and_targets_together(rows, processor):
     assert flipped["class_labels"].tolist() == plain["class_labels"].tolist()
 
 
+def test_large_scale_jitter_crops_image_and_targets_together(rows, processor):
+    # scale 2 of a 64-pixel square: the 64x64 images become 128x128, of which a random 64x64 window is kept
+    jitter = SegmentationTransform(processor, large_scale_jitter_size=64, large_scale_jitter_scales=(2.0, 2.0), seed=3)
+    twice = MaskDinoImageProcessor(size={"shortest_edge": 128, "longest_edge": 256}, stuff_label_ids=STUFF_LABEL_IDS)
+    offsets = set()
+    for index in range(len(rows)):
+        jittered = rows.with_transform(jitter)[index]
+        full = rows.with_transform(SegmentationTransform(twice))[index]
+        assert jittered["pixel_values"].shape == (3, 64, 64) and full["pixel_values"].shape == (3, 128, 128)
+        windows = [
+            (top, left)
+            for top in range(65)
+            for left in range(65)
+            if torch.equal(full["pixel_values"][:, top : top + 64, left : left + 64], jittered["pixel_values"])
+        ]
+        assert windows, "the jittered image is no window of the image resized twice"
+        top, left = windows[0]
+        offsets.add((top, left))
+        # the targets are the same window of the resized targets, without the segments it leaves out
+        cropped = full["mask_labels"][:, top : top + 64, left : left + 64]
+        kept = cropped.flatten(1).any(1)
+        torch.testing.assert_close(jittered["mask_labels"], cropped[kept])
+        assert jittered["class_labels"].tolist() == full["class_labels"][kept].tolist()
+    assert len(offsets) > 1  # the window moves
+
+
+def test_large_scale_jitter_scales_images_into_the_range(rows, processor):
+    jitter = SegmentationTransform(processor, large_scale_jitter_size=64, large_scale_jitter_scales=(0.25, 0.5))
+    sizes = set()
+    for _ in range(3):
+        for example in rows.with_transform(jitter):
+            valid = example["pixel_mask"].bool()  # the processor pads to a multiple of 32
+            height, width = int(valid.any(1).sum()), int(valid.any(0).sum())
+            assert 16 <= height == width <= 32  # square images, scaled by 0.25..0.5, never cropped
+            assert example["mask_labels"].shape[-2:] == valid.shape
+            assert example["mask_labels"].flatten(1).any(1).all()  # no empty targets
+            sizes.add(height)
+    assert len(sizes) > 2
+    # the full range of the original: never larger than the window
+    jitter = SegmentationTransform(processor, large_scale_jitter_size=48, flip_probability=0.5)
+    for example in rows.with_transform(jitter):
+        valid = example["pixel_mask"].bool()
+        assert int(valid.any(1).sum()) <= 48 and int(valid.any(0).sum()) <= 48
+        assert len(example["mask_labels"]) == len(example["class_labels"])
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"large_scale_jitter_size": 0}, "positive side length"),
+        ({"large_scale_jitter_size": 64, "large_scale_jitter_scales": (2.0, 1.0)}, "0 < min <= max"),
+        ({"large_scale_jitter_size": 64, "large_scale_jitter_scales": (0.0, 1.0)}, "0 < min <= max"),
+        ({"large_scale_jitter_size": 64, "large_scale_jitter_scales": (0.5, 1.0, 2.0)}, "0 < min <= max"),
+    ],
+)
+def test_large_scale_jitter_settings_are_checked(processor, arguments, message):
+    with pytest.raises(ValueError, match=message):
+        SegmentationTransform(processor, **arguments)
+
+
 def test_ground_truth_segments_match_the_annotations(rows):
     row = rows[1]
     masks, labels = ground_truth_segments("panoptic", np.asarray(row["panoptic_map"]), row["segments_info"])

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from transformers.image_utils import SizeDict
+
+from .image_processing_maskdino import resize_label_map
 
 TASKS = ("panoptic", "instance", "semantic")
 # The original's solver: AdamW, lr 1e-4, weight decay 0.05 (none on norms and embeddings), backbone lr x 0.1, and
@@ -77,7 +80,8 @@ class SegmentationTransform:
     """
     Turns a batch of dataset rows (as `datasets.Dataset.with_transform` passes it: a dict of column lists) into
     model inputs: per example `pixel_values`, `pixel_mask`, `mask_labels` and `class_labels` made by the image
-    processor, after a random horizontal flip when `flip_probability > 0`.
+    processor, after a random horizontal flip when `flip_probability > 0` and large-scale jitter when
+    `large_scale_jitter_size` is set.
 
     Args:
         image_processor ([`MaskDinoImageProcessor`]):
@@ -86,8 +90,17 @@ class SegmentationTransform:
             Which targets to train on: panoptic segments, instance (thing) segments, or semantic classes.
         flip_probability (`float`, *optional*, defaults to 0.0):
             Probability of flipping an image and its maps left to right (training augmentation).
+        large_scale_jitter_size (`int`, *optional*):
+            The original's COCO training augmentation (detectron2's `ResizeScale` + `FixedSizeCrop`, 1024 in the
+            released configs): scale each image to fit a square of side `large_scale_jitter_size * s`, with `s`
+            drawn uniformly from `large_scale_jitter_scales`, then keep a random window of at most
+            `large_scale_jitter_size` pixels a side. The image processor's own resize is then skipped. Unlike the
+            original, the window is not padded to the full square with gray: the collator pads a batch to its
+            largest image, and `pixel_mask` marks the padding.
+        large_scale_jitter_scales (`tuple[float, float]`, *optional*, defaults to `(0.1, 2.0)`):
+            Range of the jitter's scale `s`.
         seed (`int`, *optional*, defaults to 0):
-            Seed of the flips.
+            Seed of the flips and the jitter.
         image_column, panoptic_map_column, segments_info_column, semantic_map_column (`str`):
             Column names of the dataset.
     """
@@ -95,6 +108,8 @@ class SegmentationTransform:
     image_processor: Any
     task: str = "panoptic"
     flip_probability: float = 0.0
+    large_scale_jitter_size: int | None = None
+    large_scale_jitter_scales: tuple[float, float] = (0.1, 2.0)
     seed: int = 0
     image_column: str = "image"
     panoptic_map_column: str = "panoptic_map"
@@ -105,7 +120,33 @@ class SegmentationTransform:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"`task` must be one of {TASKS}, got {self.task!r}.")
+        if self.large_scale_jitter_size is not None and self.large_scale_jitter_size < 1:
+            raise ValueError(
+                f"`large_scale_jitter_size` must be a positive side length, got {self.large_scale_jitter_size}."
+            )
+        scales = tuple(self.large_scale_jitter_scales)
+        if len(scales) != 2 or not 0 < scales[0] <= scales[1]:
+            raise ValueError(
+                "`large_scale_jitter_scales` must be (min, max) with 0 < min <= max, "
+                f"got {self.large_scale_jitter_scales}."
+            )
         self._rng = np.random.default_rng(self.seed)
+
+    def large_scale_jitter(self, image: np.ndarray, label_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Randomly rescale a `(height, width, channels)` image and its label map and crop a window of at most
+        `large_scale_jitter_size` a side, the same way for both (see the class docstring)."""
+        size = self.large_scale_jitter_size
+        height, width = label_map.shape
+        factor = self._rng.uniform(*self.large_scale_jitter_scales) * size / max(height, width)
+        new_height, new_width = max(1, round(height * factor)), max(1, round(width * factor))
+        resized = self.image_processor.resize(
+            np.ascontiguousarray(image.transpose(2, 0, 1)), size=SizeDict(height=new_height, width=new_width)
+        )
+        image, label_map = resized.transpose(1, 2, 0), resize_label_map(label_map, (new_height, new_width))
+        top = round(self._rng.uniform() * max(new_height - size, 0))
+        left = round(self._rng.uniform() * max(new_width - size, 0))
+        window = (slice(top, top + size), slice(left, left + size))
+        return image[window], label_map[window]
 
     def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
         outputs: dict[str, list] = {"pixel_values": [], "pixel_mask": [], "mask_labels": [], "class_labels": []}
@@ -123,11 +164,14 @@ class SegmentationTransform:
                 ignore_index = 0
             if self.flip_probability > 0 and self._rng.random() < self.flip_probability:
                 image, label_map = image[:, ::-1], label_map[:, ::-1]
+            if self.large_scale_jitter_size is not None:
+                image, label_map = self.large_scale_jitter(image, label_map)
             encoded = self.image_processor(
                 images=np.ascontiguousarray(image),
                 segmentation_maps=np.ascontiguousarray(label_map),
                 instance_id_to_semantic_id=mapping,
                 ignore_index=ignore_index,
+                do_resize=self.large_scale_jitter_size is None,
                 return_tensors="pt",
             )
             outputs["pixel_values"].append(encoded["pixel_values"][0])
