@@ -29,7 +29,6 @@ import json
 import os
 import pickle
 import re
-import shutil
 import struct
 import sys
 import urllib.error
@@ -44,6 +43,7 @@ from transformers import ResNetConfig, SwinConfig
 
 import transformers_maskdino
 from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino.configuration_maskdino import REMOTE_CODE_MODULES, sync_remote_code
 
 CONVERSION_DIR = Path(__file__).resolve().parent
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transformers_maskdino" / "checkpoints"
@@ -827,16 +827,6 @@ def convert(
 # Writing the model directory
 # ---------------------------------------------------------------------------------------------------------------------
 
-# The package modules that `trust_remote_code=True` loads, written flat beside the weights. They import each other with
-# single-dot relative imports only (checked by `remote_code_files`); the kernel sources are not shipped, so the
-# deformable attention falls back to its PyTorch path there.
-REMOTE_CODE_MODULES = (
-    "configuration_maskdino",
-    "modeling_maskdino",
-    "loss_maskdino",
-    "msda_kernels",
-    "image_processing_maskdino",
-)
 MODEL_CLASS = "modeling_maskdino.MaskDinoForUniversalSegmentation"
 # All in `config.json`, the image processor's too. An `AutoImageProcessor` entry in `preprocessor_config.json` would
 # make the image-segmentation pipeline look for a matching remote video processor (transformers 5.x infers one from it)
@@ -870,12 +860,11 @@ def remote_code_files() -> list[Path]:
 
 
 def write_remote_code(output_dir: str | Path) -> None:
-    """Copies the code files beside the weights and points the Auto classes at them (see `CONFIG_AUTO_MAP`)."""
-    output_dir = Path(output_dir)
-    for path in remote_code_files():
-        shutil.copyfile(path, output_dir / path.name)
-    _update_json(output_dir / "config.json", lambda content: content.update(auto_map=dict(CONFIG_AUTO_MAP)))
-    _update_json(output_dir / "preprocessor_config.json", lambda content: content.pop("image_processor_type", None))
+    """Points the Auto classes at the package's modules (see `CONFIG_AUTO_MAP`) and copies them beside the weights
+    (`sync_remote_code`, which also keeps later `save_pretrained` calls into a copy of this directory loadable)."""
+    remote_code_files()  # their imports stay among the shipped modules
+    _update_json(Path(output_dir) / "config.json", lambda content: content.update(auto_map=dict(CONFIG_AUTO_MAP)))
+    sync_remote_code(output_dir)
 
 
 def _update_json(path: Path, update) -> None:
@@ -1145,8 +1134,8 @@ def _parse_args(argv):
                         "it replaces the table's config (labels, processor and card still come from the table).")
     parser.add_argument("--list-models", action="store_true", help="list the released checkpoints and exit.")
     parser.add_argument("--add-remote-code", metavar="DIR", help="only add the code files and auto_map for "
-                        "trust_remote_code=True to a directory saved with save_pretrained (e.g. a fine-tuned model), "
-                        "and exit.")
+                        "trust_remote_code=True to a directory saved with save_pretrained (e.g. a model trained from "
+                        "scratch), and exit.")
     parser.add_argument("--checkpoint", help="local original .pth (required with --config-file; with --model-name it "
                         "replaces the download).")
     parser.add_argument("--checkpoint-url", help="with --model-name: download from this URL (http(s) or file) instead "

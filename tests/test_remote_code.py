@@ -3,7 +3,8 @@
 """
 Acceptance of issue 6: a converted directory works where `transformers_maskdino` is not installed, through the code
 files and `auto_map` entries the converter writes (`trust_remote_code=True`), with the same results as the package;
-and when the package is imported, its registered classes are the ones used.
+when the package is imported, its registered classes are the ones used; and a directory the package saves from such
+a model (e.g. after fine-tuning) works without the package too.
 
 Each side runs in a fresh interpreter. The remote-code side installs an import hook that makes `transformers_maskdino`
 unimportable (the editable install would otherwise be found) and checks at the end that it was never imported. Both
@@ -148,9 +149,15 @@ def finish_side(process, output):
 
 
 @pytest.fixture(scope="module")
-def both_sides(converted_reference, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("remote_code")
-    directory = copy_with_reference_image_size(converted_reference("r50_panoptic"), tmp_path / "r50_panoptic")
+def panoptic_directory(converted_reference, tmp_path_factory):
+    """The converted r50_panoptic fixture, with its processor at the reference images' size."""
+    target = tmp_path_factory.mktemp("remote_code") / "r50_panoptic"
+    return copy_with_reference_image_size(converted_reference("r50_panoptic"), target)
+
+
+@pytest.fixture(scope="module")
+def both_sides(panoptic_directory):
+    directory, tmp_path = panoptic_directory, panoptic_directory.parent
     # the two interpreters run side by side (each spends most of its time importing)
     remote, package = start_side("remote", directory, tmp_path), start_side("package", directory, tmp_path)
     return finish_side(*remote), finish_side(*package)
@@ -213,22 +220,55 @@ def test_written_files_and_auto_map(tmp_path):
     assert not (directory / "kernels").exists()
 
 
-def test_remote_code_can_be_added_to_a_directory_saved_by_the_package(converted_reference, tmp_path, capsys):
-    from convert_maskdino_to_hf import main
+def test_a_directory_saved_by_the_package_keeps_working_as_remote_code(panoptic_directory, both_sides, tmp_path):
+    """Fine-tuning starts from a converted model; what `save_pretrained` writes (processor first here, model second,
+    as in either order) has the code files and loads without the package, with the same results."""
     from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
 
     import transformers_maskdino  # noqa: F401
 
-    # a model and processor saved by the package (e.g. after fine-tuning) have no code files
-    directory = converted_reference("r50_instance")
-    AutoModelForUniversalSegmentation.from_pretrained(directory).save_pretrained(tmp_path / "saved")
-    AutoImageProcessor.from_pretrained(directory).save_pretrained(tmp_path / "saved")
-    assert not (tmp_path / "saved" / "modeling_maskdino.py").exists()
-    main(["--add-remote-code", str(tmp_path / "saved")])
+    saved = tmp_path / "saved"
+    AutoImageProcessor.from_pretrained(panoptic_directory).save_pretrained(saved)
+    AutoModelForUniversalSegmentation.from_pretrained(panoptic_directory).save_pretrained(saved)
+    assert json.loads((saved / "config.json").read_text())["auto_map"] == CONFIG_AUTO_MAP
+    assert "image_processor_type" not in json.loads((saved / "preprocessor_config.json").read_text())
+    for path in remote_code_files():
+        assert (saved / path.name).read_text() == path.read_text()
+
+    report, tensors = finish_side(*start_side("remote", saved, tmp_path))
+    assert not report["package_imported"] and report["prompts"] == []
+    assert all(module.startswith("transformers_modules.") for module in report["modules"].values())
+    _, (package_report, package_tensors) = both_sides
+    assert report["results"] == package_report["results"]
+    for key, tensor in package_tensors.items():
+        assert torch.equal(tensors[key], tensor), key
+
+
+def test_directories_without_auto_map_get_no_code_files(tmp_path):
+    from transformers_maskdino import MaskDinoConfig, MaskDinoImageProcessor
+
+    config = MaskDinoConfig(num_labels=3)
+    config.save_pretrained(tmp_path)
+    MaskDinoImageProcessor().save_pretrained(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json", "preprocessor_config.json"]
+    assert json.loads((tmp_path / "preprocessor_config.json").read_text())["image_processor_type"] == (
+        "MaskDinoImageProcessor"
+    )
+
+
+def test_remote_code_can_be_added_to_a_directory_saved_by_the_package(tmp_path, capsys):
+    from convert_maskdino_to_hf import main
+
+    from transformers_maskdino import MaskDinoConfig, MaskDinoImageProcessor
+
+    # a model trained from scratch has no auto_map, so its directory has no code files until they are asked for
+    MaskDinoConfig(num_labels=3).save_pretrained(tmp_path)
+    MaskDinoImageProcessor().save_pretrained(tmp_path)
+    main(["--add-remote-code", str(tmp_path)])
     assert "Added the remote code files" in capsys.readouterr().out
-    assert json.loads((tmp_path / "saved" / "config.json").read_text())["auto_map"] == CONFIG_AUTO_MAP
-    assert "image_processor_type" not in json.loads((tmp_path / "saved" / "preprocessor_config.json").read_text())
-    assert {path.name for path in remote_code_files()} <= {path.name for path in (tmp_path / "saved").iterdir()}
+    assert json.loads((tmp_path / "config.json").read_text())["auto_map"] == CONFIG_AUTO_MAP
+    assert "image_processor_type" not in json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert {path.name for path in remote_code_files()} <= {path.name for path in tmp_path.iterdir()}
 
 
 def test_model_card_lists_what_the_remote_code_imports():

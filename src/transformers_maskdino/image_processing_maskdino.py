@@ -5,6 +5,7 @@ post-processing of [`MaskDinoForUniversalSegmentation`] outputs for semantic, in
 object detection."""
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from transformers.image_utils import (
 )
 from transformers.processing_utils import ImagesKwargs, Unpack
 from transformers.utils import TensorType, logging
+
+from .configuration_maskdino import sync_remote_code
 
 logger = logging.get_logger(__name__)
 
@@ -516,6 +519,11 @@ class MaskDinoImageProcessor(PilBackend):
         elif segmentation_map.dtype.kind not in "uib":
             raise ValueError(f"Unsupported segmentation map dtype {segmentation_map.dtype}: expected integers.")
         return segmentation_map.astype(np.int64)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
+        result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        sync_remote_code(save_directory)  # beside a config with `auto_map`, see there
+        return result
 
     # ------------------------------------------------------------------------------------------------ preprocess
 
