@@ -144,6 +144,7 @@ class MaskDinoTrainer(Trainer):
 
     The evaluation loss is the loss of the final prediction and the encoder proposals ([`evaluation_loss`]): one
     forward without targets gives both it and the predictions, without predicting every decoder layer's masks.
+    `predict()` therefore returns metrics and the loss but no predictions; for those, run the model or a pipeline.
     """
 
     def __init__(self, *args, evaluator: SegmentationEvaluator | None = None, **kwargs):
