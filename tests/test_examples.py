@@ -157,7 +157,8 @@ def run_two_cpu_processes(script, arguments, python_path):
         "--standalone", "--nproc_per_node", "2", str(script), *arguments,
     ]  # fmt: skip
     # gloo over the loopback interface: the processes share this machine
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": str(python_path)}
+    python_path = os.pathsep.join(filter(None, [str(python_path), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONPATH": python_path}
     try:
         completed = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=240, check=False)
     except subprocess.TimeoutExpired as timeout:
