@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     segments = predict(image, model, processor, args.task, threshold)
     # draw low scores first so the most confident predictions stay visible on top
     drawing_order = sorted(segments, key=lambda s: -1.0 if s.score is None else s.score)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     render(image, drawing_order, title=f"{args.task} ({len(segments)})").save(args.output)
 
     image_area = image.width * image.height
