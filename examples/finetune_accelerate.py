@@ -46,6 +46,7 @@ from transformers_maskdino.training import (
     dataset_label_names,
     dataset_stuff_label_ids,
     evaluation_loss,
+    ground_truth_at_input_size,
     load_segmentation_dataset,
 )
 
@@ -138,13 +139,9 @@ def evaluate_model(
             if batch_index < num_loss_batches:
                 loss_sum += float(evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"]))
                 num_batches += 1
-        ground_truth = [
-            (masks[:, :height, :width].cpu() > 0.5, labels.cpu())
-            for masks, labels, (height, width) in zip(
-                batch["mask_labels"], batch["class_labels"], outputs.image_sizes.tolist()
-            )
-        ]
-        evaluator.add(outputs, ground_truth)
+        evaluator.add(
+            outputs, ground_truth_at_input_size(batch["mask_labels"], batch["class_labels"], outputs.image_sizes)
+        )
     states = gather_object([evaluator.state()])
     losses = gather_object([(loss_sum, num_batches)])
     evaluator.merge(states)

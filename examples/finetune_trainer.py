@@ -53,6 +53,7 @@ from transformers_maskdino.training import (
     dataset_label_names,
     dataset_stuff_label_ids,
     evaluation_loss,
+    ground_truth_at_input_size,
     load_segmentation_dataset,
 )
 
@@ -180,11 +181,7 @@ class MaskDinoTrainer(Trainer):
             return None, None, None
         loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels)
         if self.evaluator is not None:
-            # metrics at the processor's input resolution: the targets cropped to each image's valid size
-            ground_truth = [
-                (masks[:, :height, :width] > 0.5, labels)
-                for masks, labels, (height, width) in zip(mask_labels, class_labels, outputs.image_sizes.tolist())
-            ]
+            ground_truth = ground_truth_at_input_size(mask_labels, class_labels, outputs.image_sizes)
             image_states = self.evaluator.image_states(outputs, ground_truth)
             self.evaluator.accumulate(self.accelerator.gather_for_metrics(image_states, use_gather_object=True))
         return loss, None, None

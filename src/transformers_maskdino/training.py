@@ -383,6 +383,20 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=learning_rate, weight_decay=weight_decay)
 
 
+def ground_truth_at_input_size(
+    mask_labels: list[torch.Tensor], class_labels: list[torch.Tensor], image_sizes: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """
+    The targets of a collated batch as [`SegmentationEvaluator`] takes them, for metrics at the processor's input
+    resolution: per image, its binary masks cropped to its valid `(height, width)` in `image_sizes` (the model
+    output's `image_sizes`), and its class labels.
+    """
+    return [
+        (masks[:, :height, :width] > 0.5, labels)
+        for masks, labels, (height, width) in zip(mask_labels, class_labels, image_sizes.tolist())
+    ]
+
+
 def evaluation_loss(
     model: nn.Module, outputs, mask_labels: list[torch.Tensor], class_labels: list[torch.Tensor]
 ) -> torch.Tensor:
@@ -556,6 +570,7 @@ __all__ = [
     "dataset_label_names",
     "dataset_stuff_label_ids",
     "evaluation_loss",
+    "ground_truth_at_input_size",
     "ground_truth_segments",
     "load_backbone_weights",
     "load_segmentation_dataset",
