@@ -43,7 +43,7 @@ from transformers import ResNetConfig, SwinConfig
 
 import transformers_maskdino
 from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.configuration_maskdino import REMOTE_CODE_MODULES, sync_remote_code
+from transformers_maskdino.remote_code import REMOTE_CODE_MODULES, sync_remote_code
 
 CONVERSION_DIR = Path(__file__).resolve().parent
 DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transformers_maskdino" / "checkpoints"
@@ -840,7 +840,7 @@ CONFIG_AUTO_MAP = {
     # the image-segmentation pipeline loads through this one
     "AutoModelForImageSegmentation": MODEL_CLASS,
     "AutoModelForObjectDetection": MODEL_CLASS,
-    "AutoImageProcessor": "image_processing_maskdino.MaskDinoImageProcessor",
+    "AutoImageProcessor": "image_processing_pil_maskdino.MaskDinoImageProcessorPil",
 }
 
 

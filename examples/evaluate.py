@@ -5,7 +5,7 @@ Evaluate a Mask DINO checkpoint on a segmentation dataset: panoptic quality (PQ,
 mask and box AP (pycocotools) and mean IoU, at each image's original resolution.
 
 The dataset is a local `save_to_disk` directory or a Hub dataset name with the columns of
-`transformers_maskdino.synthetic_data` (`image`, `panoptic_map` + `segments_info`, or `semantic_map` for
+`transformers_maskdino.training.synthetic_data` (`image`, `panoptic_map` + `segments_info`, or `semantic_map` for
 `--task semantic`). Predictions are post-processed with the checkpoint's image processor settings; class ids of the
 dataset must be the model's label ids.
 
@@ -13,7 +13,7 @@ dataset must be the model's label ids.
         --output out/tiny/heldout_metrics.json
 
 Metrics are fractions in [0, 1]. mIoU uses the definition of the `evaluate` library's `mean_iou` but is computed
-by `transformers_maskdino.evaluation`: `evaluate.load("mean_iou")` downloads its script from the Hub. (This file's
+by `transformers_maskdino.training.evaluation`: `evaluate.load("mean_iou")` downloads its script from the Hub. (This file's
 name also shadows the `evaluate` library for scripts in this directory; nothing here imports it.)
 """
 
@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
+from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
 
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
+from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,

@@ -4,7 +4,7 @@
 Train or fine-tune Mask DINO for panoptic, instance or semantic segmentation with the 🤗 `Trainer`.
 
 The dataset is a local directory written by `datasets`' `save_to_disk` or a Hub dataset name, with the columns of
-`transformers_maskdino.synthetic_data`: `image`, `panoptic_map` (segment ids) + `segments_info` (`id`,
+`transformers_maskdino.training.synthetic_data`: `image`, `panoptic_map` (segment ids) + `segments_info` (`id`,
 `category_id` as a `ClassLabel`, `isthing`), and `semantic_map` for the semantic task. Start from a checkpoint
 directory / Hub id (`--model_name_or_path`; the classification head is re-initialised when the dataset's labels
 differ) or from scratch with a config file (`--config_name`, optionally with ImageNet backbone weights from
@@ -18,7 +18,7 @@ processes (`torchrun --nproc_per_node N examples/finetune_trainer.py ...`). Runn
 
 Example (a tiny model on synthetic data, CPU):
 
-    python -m transformers_maskdino.synthetic_data --output-dir synthetic_shapes --num-images 200
+    python -m transformers_maskdino.training.synthetic_data --output-dir synthetic_shapes --num-images 200
     python examples/finetune_trainer.py --dataset_name synthetic_shapes \
         --config_name examples/configs/maskdino_tiny_synthetic.json --shortest_edge 160 --longest_edge 320 \
         --output_dir out/tiny --do_train --do_eval --max_steps 200 --per_device_train_batch_size 4 \
@@ -39,7 +39,7 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
-from transformers_maskdino.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
+from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,

@@ -14,7 +14,7 @@ import torch
 from accelerate.utils import set_seed
 from training_fixtures import import_example
 
-from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS
 from transformers_maskdino.training import build_model_and_image_processor
 
 

@@ -15,8 +15,8 @@ from training_fixtures import one_intra_op_thread
 import transformers_maskdino
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
 from transformers_maskdino.cli import main as maskdino_segment
-from transformers_maskdino.evaluation import panoptic_matching, panoptic_quality
-from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_scene
+from transformers_maskdino.training.evaluation import panoptic_matching, panoptic_quality
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_scene
 
 DEMO_DIR = Path(transformers_maskdino.__file__).resolve().parent / "demo"
 # the sample is this scene (documented in the model card)
@@ -46,7 +46,7 @@ def test_the_demo_model_is_complete_small_and_documented():
     assert config["stuff_label_ids"] == STUFF_LABEL_IDS
     card = (DEMO_DIR / "README.md").read_text()
     for command in (
-        "python -m transformers_maskdino.synthetic_data",
+        "python -m transformers_maskdino.training.synthetic_data",
         "examples/finetune_trainer.py",
         "--config_name examples/configs/maskdino_tiny_synthetic.json",
         "examples/evaluate.py",

@@ -12,7 +12,7 @@ import torch
 from training_fixtures import perfect_outputs
 
 from transformers_maskdino import MaskDinoImageProcessor
-from transformers_maskdino.evaluation import (
+from transformers_maskdino.training.evaluation import (
     SegmentationEvaluator,
     mean_iou,
     panoptic_matching,

@@ -23,7 +23,7 @@ from training_fixtures import (
 )
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS
 from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
 
 METRIC_KEYS = ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mask_AP", "mask_AP50", "box_AP", "box_AP50", "mIoU")

@@ -18,10 +18,10 @@ from transformers import AutoImageProcessor
 from transformers.utils import ModelOutput
 
 from transformers_maskdino import MaskDinoConfig
-from transformers_maskdino.image_processing_maskdino import (
+from transformers_maskdino.image_processing_pil_maskdino import (
     MASKDINO_PIXEL_MEAN,
     MASKDINO_PIXEL_STD,
-    MaskDinoImageProcessor,
+    MaskDinoImageProcessorPil as MaskDinoImageProcessor,
     get_resize_output_size,
 )
 

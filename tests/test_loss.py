@@ -21,16 +21,18 @@ from transformers_maskdino import MaskDinoConfig
 from transformers_maskdino.loss_maskdino import (
     MaskDinoHungarianMatcher,
     MaskDinoLoss,
-    build_denoising_queries,
     dice_loss,
-    inverse_sigmoid,
-    masks_to_boxes,
     pair_wise_dice_loss,
     pair_wise_sigmoid_cross_entropy_loss,
     pair_wise_sigmoid_focal_cost,
     sample_points_using_uncertainty,
     sigmoid_cross_entropy_loss,
     sigmoid_focal_loss,
+)
+from transformers_maskdino.modeling_maskdino import (
+    build_denoising_queries,
+    inverse_sigmoid,
+    masks_to_boxes,
     target_boxes_from_masks,
 )
 

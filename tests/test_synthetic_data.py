@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from datasets import load_from_disk
 
-from transformers_maskdino import synthetic_data
-from transformers_maskdino.synthetic_data import (
+from transformers_maskdino.training import synthetic_data
+from transformers_maskdino.training.synthetic_data import (
     IGNORE_LABEL,
     LABELS,
     STUFF_LABEL_IDS,

@@ -17,7 +17,7 @@ from training_fixtures import (
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel, SwinConfig, SwinModel
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
 from transformers_maskdino.training import (
     SegmentationTransform,
     build_model_and_image_processor,

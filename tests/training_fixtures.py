@@ -14,7 +14,7 @@ import torch
 from transformers import ResNetConfig
 
 from transformers_maskdino import MaskDinoConfig
-from transformers_maskdino.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset_dict
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset_dict
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -15,8 +15,12 @@ from transformers import (
 )
 
 from .configuration_maskdino import MaskDinoConfig
-from .image_processing_maskdino import MaskDinoImageProcessor
-from .modeling_maskdino import MaskDinoForUniversalSegmentation, MaskDinoModel, MaskDinoPreTrainedModel
+from .image_processing_pil_maskdino import MaskDinoImageProcessorPil
+from .modeling_maskdino import (
+    MaskDinoForUniversalSegmentation,
+    MaskDinoModel,
+    MaskDinoPreTrainedModel,
+)
 
 
 def register() -> None:
@@ -26,16 +30,20 @@ def register() -> None:
     for auto_class in (AutoModelForUniversalSegmentation, AutoModelForImageSegmentation, AutoModelForObjectDetection):
         auto_class.register(MaskDinoConfig, MaskDinoForUniversalSegmentation, exist_ok=True)
     AutoImageProcessor.register(
-        MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessor}, exist_ok=True
+        MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessorPil}, exist_ok=True
     )
 
 
 register()
 
+# Interim, until the torchvision backend lands in `image_processing_maskdino`: the old name is the PIL processor.
+MaskDinoImageProcessor = MaskDinoImageProcessorPil
+
 __all__ = [
     "MaskDinoConfig",
     "MaskDinoForUniversalSegmentation",
     "MaskDinoImageProcessor",
+    "MaskDinoImageProcessorPil",
     "MaskDinoModel",
     "MaskDinoPreTrainedModel",
     "register",

@@ -209,8 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers.image_utils import load_image
 
-    from . import MaskDinoForUniversalSegmentation
-    from .image_processing_maskdino import MaskDinoImageProcessor
+    from . import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
 
     try:
         image = load_image(args.image).convert("RGB")

@@ -1,6 +1,7 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
-"""Mask DINO training: Hungarian matching, the hybrid (class, box, mask) loss and the denoising-query builder."""
+"""Mask DINO training loss: pure loss and cost functions, Hungarian matching and the hybrid (class, box, mask)
+criterion. The denoising-query builder and the box helpers the model also uses live in `modeling_maskdino`."""
 
 from collections.abc import Mapping
 
@@ -8,7 +9,7 @@ import torch
 import torch.distributed as dist
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
-from transformers.image_transforms import center_to_corners_format, corners_to_center_format
+from transformers.image_transforms import center_to_corners_format
 from transformers.loss.loss_for_object_detection import generalized_box_iou
 
 from .configuration_maskdino import MaskDinoConfig
@@ -16,12 +17,6 @@ from .configuration_maskdino import MaskDinoConfig
 # --------------------------------------------------------------------------------------------------------------------
 # Pure functions
 # --------------------------------------------------------------------------------------------------------------------
-
-
-def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Logit of `x` clamped to `[0, 1]`, with both odds terms clamped to `eps` (DETR convention)."""
-    x = x.clamp(min=0, max=1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
 def dice_loss(inputs: Tensor, labels: Tensor, num_masks: float | Tensor) -> Tensor:
@@ -213,203 +208,6 @@ def sample_points_using_uncertainty(
         random_points = torch.rand(num_masks, num_random_points, 2, device=logits.device)
         point_coordinates = torch.cat([point_coordinates, random_points], dim=1)
     return point_coordinates
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """
-    Tight pixel boxes of binary masks, `[x_min, y_min, x_max + 1, y_max + 1]` (the box covers the last pixel, as
-    detectron2's `BitMasks.get_bounding_boxes`). Empty masks give `[0, 0, 0, 0]`.
-
-    Args:
-        masks (`torch.Tensor` of shape `(num_masks, height, width)`):
-            Masks; non-zero pixels are foreground.
-
-    Returns:
-        `torch.FloatTensor` of shape `(num_masks, 4)`: (x_min, y_min, x_max, y_max) in pixels.
-    """
-    masks = masks.bool()
-    if masks.shape[0] == 0:
-        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    height, width = masks.shape[-2:]
-    columns = masks.any(dim=1)  # num_masks, width
-    rows = masks.any(dim=2)  # num_masks, height
-    # argmax returns the first maximal index: the first occupied column/row from either end
-    x_min = columns.int().argmax(dim=1)
-    x_max = width - columns.flip(1).int().argmax(dim=1)
-    y_min = rows.int().argmax(dim=1)
-    y_max = height - rows.flip(1).int().argmax(dim=1)
-    boxes = torch.stack([x_min, y_min, x_max, y_max], dim=1).float()
-    non_empty = columns.any(dim=1)
-    return boxes * non_empty[:, None]
-
-
-def target_boxes_from_masks(masks: Tensor, image_height: int, image_width: int) -> Tensor:
-    """
-    Box targets as the original feeds its criterion: `masks_to_boxes`, converted to (center_x, center_y, width,
-    height) and normalised by the UNPADDED image size (the predicted boxes are relative to the padded input).
-
-    Args:
-        masks (`torch.Tensor` of shape `(num_masks, padded_height, padded_width)`):
-            Target masks, zero-padded at the bottom/right.
-        image_height (`int`), image_width (`int`):
-            Size of the image before padding.
-
-    Returns:
-        `torch.FloatTensor` of shape `(num_masks, 4)`.
-    """
-    boxes = masks_to_boxes(masks)
-    scale = torch.tensor(
-        [image_width, image_height, image_width, image_height], dtype=boxes.dtype, device=boxes.device
-    )
-    return corners_to_center_format(boxes) / scale
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Denoising queries
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def build_denoising_queries(
-    targets: list[dict[str, Tensor]],
-    num_queries: int,
-    num_labels: int,
-    num_denoising: int,
-    label_noise_ratio: float,
-    box_noise_scale: float,
-    label_embedding: nn.Embedding,
-    hidden_dim: int,
-) -> tuple[Tensor | None, Tensor | None, Tensor | None, dict | None]:
-    """
-    Builds the denoising queries of Mask DINO (DN-DETR style, one positive query per target and group): noised
-    ground-truth labels embedded by `label_embedding` as content, noised ground-truth boxes as anchors.
-
-    The queries form `num_denoising_groups = num_denoising // max_targets_per_image` groups of
-    `max_targets_per_image` slots. Slot `t` of group `g` (query `g * max_targets_per_image + t`) of image `b`
-    reconstructs target `t` of image `b`; the slots past an image's number of targets are padding (zero content, zero
-    unsigmoided box) and are trained as "no object".
-
-    Noise: each label is replaced, with probability `label_noise_ratio * 0.5`, by a class drawn uniformly from
-    `[0, num_labels)`; each box `(cx, cy, w, h)` moves by `(u * w / 2, u * h / 2, u * w, u * h) * box_noise_scale`
-    with independent `u ~ U(-1, 1)`, and is clamped to `[0, 1]`.
-
-    Random draws, in the original's order: `rand(G * T)` and `randint(num_labels, (flipped,))` for the labels,
-    then `rand(G * T, 4)` for the boxes, where `T` is the number of targets in the batch and the flat order is group,
-    then image, then target.
-
-    Args:
-        targets (`list[dict]`):
-            Per image, `"labels"` (`torch.LongTensor` of shape `(num_targets,)`) and `"boxes"` (`torch.FloatTensor`
-            of shape `(num_targets, 4)`, normalised (center_x, center_y, width, height)).
-        num_queries (`int`):
-            Number of matching queries that follow the denoising queries in the decoder.
-        num_labels (`int`):
-            Number of classes (replacement labels are drawn from them).
-        num_denoising (`int`):
-            Budget of denoising queries (`config.num_denoising`).
-        label_noise_ratio (`float`):
-            Twice the probability of flipping a label.
-        box_noise_scale (`float`):
-            Scale of the box jitter.
-        label_embedding (`nn.Embedding` of `num_labels` embeddings):
-            Embeds the noised labels into content queries.
-        hidden_dim (`int`):
-            Width of the content queries.
-
-    Returns:
-        `tuple` of four elements, all `None` when there is no denoising group (`num_denoising == 0`, no target in the
-        batch, or more targets in one image than `num_denoising`):
-        - **content** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, hidden_dim)`).
-        - **boxes_unsigmoided** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): anchors
-          before the sigmoid.
-        - **self_attention_mask** (`torch.BoolTensor` of shape `(num_denoising_queries + num_queries,) * 2`): `True`
-          where query `i` (row) may NOT attend to query `j` (column). Groups don't see each other and matching
-          queries don't see any denoising query; denoising queries see the matching queries.
-        - **denoising_meta_values** (`dict`):
-            - `num_denoising_groups` (`int`): number of groups `G`.
-            - `max_targets_per_image` (`int`): slots per group `T_max`.
-            - `num_denoising_queries` (`int`): `G * T_max`; the decoder's queries are split at this index.
-            - `matching_indices` (`list[tuple[torch.LongTensor, torch.LongTensor]]`): per image, the fixed assignment
-              (denoising query indices, target indices), group by group; the criterion uses it instead of the
-              Hungarian matching.
-            - `noised_labels` (`torch.LongTensor` of shape `(batch_size, num_denoising_queries)`): label fed to each
-              query, `-1` for padding slots.
-            - `noised_boxes` (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): box fed to each
-              query (after noise and clamping, before `inverse_sigmoid`), zeros for padding slots.
-    """
-    if num_denoising <= 0 or len(targets) == 0:
-        return None, None, None, None
-    num_targets_per_image = [len(target["labels"]) for target in targets]
-    max_targets_per_image = max(num_targets_per_image)
-    if max_targets_per_image == 0:
-        return None, None, None, None
-    num_denoising_groups = num_denoising // max_targets_per_image
-    if num_denoising_groups == 0:
-        return None, None, None, None
-
-    device = label_embedding.weight.device
-    batch_size = len(targets)
-    num_denoising_queries = num_denoising_groups * max_targets_per_image
-
-    labels = torch.cat([target["labels"] for target in targets]).to(device=device, dtype=torch.long)
-    boxes = torch.cat([target["boxes"] for target in targets]).to(device=device, dtype=torch.float32)
-    image_index = torch.cat(
-        [torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(num_targets_per_image)]
-    )
-    slot_in_group = torch.cat([torch.arange(n, device=device) for n in num_targets_per_image])
-
-    # flat order: group, image, target (the order of the original's random draws)
-    noised_labels = labels.repeat(num_denoising_groups)
-    noised_boxes = boxes.repeat(num_denoising_groups, 1)
-    image_index = image_index.repeat(num_denoising_groups)
-    group_offset = torch.arange(num_denoising_groups, device=device).repeat_interleave(len(labels))
-    query_index = group_offset * max_targets_per_image + slot_in_group.repeat(num_denoising_groups)
-
-    if label_noise_ratio > 0:
-        flip = torch.rand(noised_labels.shape, device=device) < (label_noise_ratio * 0.5)
-        flipped_positions = torch.nonzero(flip).view(-1)
-        new_labels = torch.randint(0, num_labels, flipped_positions.shape, dtype=torch.long, device=device)
-        noised_labels = noised_labels.scatter(0, flipped_positions, new_labels)
-    if box_noise_scale > 0:
-        # centre moves by up to half the size, size changes by up to the size itself
-        max_shift = torch.cat([noised_boxes[:, 2:] / 2, noised_boxes[:, 2:]], dim=1)
-        jitter = (torch.rand(noised_boxes.shape, device=device) * 2 - 1.0) * max_shift
-        noised_boxes = (noised_boxes + jitter * box_noise_scale).clamp(min=0.0, max=1.0)
-
-    content = torch.zeros(
-        batch_size, num_denoising_queries, hidden_dim, dtype=label_embedding.weight.dtype, device=device
-    )
-    content[image_index, query_index] = label_embedding(noised_labels)
-    boxes_unsigmoided = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
-    boxes_unsigmoided[image_index, query_index] = inverse_sigmoid(noised_boxes)
-    noised_labels_per_query = torch.full((batch_size, num_denoising_queries), -1, dtype=torch.long, device=device)
-    noised_labels_per_query[image_index, query_index] = noised_labels
-    noised_boxes_per_query = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
-    noised_boxes_per_query[image_index, query_index] = noised_boxes
-
-    total_queries = num_denoising_queries + num_queries
-    self_attention_mask = torch.zeros(total_queries, total_queries, dtype=torch.bool, device=device)
-    # matching queries must not see the ground truth hidden in the denoising queries
-    self_attention_mask[num_denoising_queries:, :num_denoising_queries] = True
-    for group in range(num_denoising_groups):
-        start, end = group * max_targets_per_image, (group + 1) * max_targets_per_image
-        self_attention_mask[start:end, :start] = True
-        self_attention_mask[start:end, end:num_denoising_queries] = True
-
-    matching_indices = []
-    for num_targets in num_targets_per_image:
-        target_index = torch.arange(num_targets, device=device).repeat(num_denoising_groups)
-        group_start = torch.arange(num_denoising_groups, device=device).repeat_interleave(num_targets)
-        matching_indices.append((group_start * max_targets_per_image + target_index, target_index))
-
-    denoising_meta_values = {
-        "num_denoising_groups": num_denoising_groups,
-        "max_targets_per_image": max_targets_per_image,
-        "num_denoising_queries": num_denoising_queries,
-        "matching_indices": matching_indices,
-        "noised_labels": noised_labels_per_query,
-        "noised_boxes": noised_boxes_per_query,
-    }
-    return content, boxes_unsigmoided, self_attention_mask, denoising_meta_values
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -787,13 +585,31 @@ class MaskDinoLoss(nn.Module):
 __all__ = [
     "MaskDinoHungarianMatcher",
     "MaskDinoLoss",
-    "build_denoising_queries",
     "dice_loss",
-    "masks_to_boxes",
     "pair_wise_dice_loss",
     "pair_wise_sigmoid_cross_entropy_loss",
     "sample_point",
     "sigmoid_cross_entropy_loss",
     "sigmoid_focal_loss",
-    "target_boxes_from_masks",
 ]
+
+def __getattr__(name: str):
+    # Deprecated location: these model-side helpers moved to `modeling_maskdino`; the alias goes in the next release.
+    if name in ("build_denoising_queries", "inverse_sigmoid", "masks_to_boxes", "target_boxes_from_masks"):
+        import warnings
+
+        from .modeling_maskdino import build_denoising_queries, inverse_sigmoid, masks_to_boxes, target_boxes_from_masks
+
+        moved = {
+            "build_denoising_queries": build_denoising_queries,
+            "inverse_sigmoid": inverse_sigmoid,
+            "masks_to_boxes": masks_to_boxes,
+            "target_boxes_from_masks": target_boxes_from_masks,
+        }
+        warnings.warn(
+            f"`transformers_maskdino.loss_maskdino.{name}` moved to `transformers_maskdino.modeling_maskdino.{name}`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return moved[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

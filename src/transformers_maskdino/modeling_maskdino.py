@@ -23,14 +23,12 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_maskdino import MaskDinoConfig
-from .loss_maskdino import (
-    MaskDinoLoss,
-    build_denoising_queries,
-    inverse_sigmoid,
-    masks_to_boxes,
-    target_boxes_from_masks,
-)
-from .msda_kernels import multi_scale_deformable_attention_kernel
+from .loss_maskdino import MaskDinoLoss
+
+try:  # absolute: remote code finds the kernel builder only where the package is installed
+    from transformers_maskdino import msda_kernels
+except ImportError:
+    msda_kernels = None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -242,11 +240,12 @@ class MultiScaleDeformableAttention(nn.Module):
         attention_weights: Tensor,
         im2col_step: int,
     ):
-        kernel_output = multi_scale_deformable_attention_kernel(
-            value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step
-        )
-        if kernel_output is not None:
-            return kernel_output
+        if msda_kernels is not None:
+            kernel_output = msda_kernels.multi_scale_deformable_attention_kernel(
+                value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step
+            )
+            if kernel_output is not None:
+                return kernel_output
 
         batch_size, _, num_heads, head_dim = value.shape
         _, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
@@ -902,6 +901,12 @@ class MaskDinoPixelDecoder(nn.Module):
         )
 
 
+def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Logit of `x` clamped to `[0, 1]`, with both odds terms clamped to `eps` (DETR convention)."""
+    x = x.clamp(min=0, max=1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
 class MaskDinoDecoder(MaskDinoPreTrainedModel):
     """
     Deformable decoder with iterative box refinement, and the prediction heads shared by every layer, the initial
@@ -996,6 +1001,155 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
         )
 
 
+
+# --------------------------------------------------------------------------------------------------------------------
+# Denoising queries
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def build_denoising_queries(
+    targets: list[dict[str, Tensor]],
+    num_queries: int,
+    num_labels: int,
+    num_denoising: int,
+    label_noise_ratio: float,
+    box_noise_scale: float,
+    label_embedding: nn.Embedding,
+    hidden_dim: int,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None, dict | None]:
+    """
+    Builds the denoising queries of Mask DINO (DN-DETR style, one positive query per target and group): noised
+    ground-truth labels embedded by `label_embedding` as content, noised ground-truth boxes as anchors.
+
+    The queries form `num_denoising_groups = num_denoising // max_targets_per_image` groups of
+    `max_targets_per_image` slots. Slot `t` of group `g` (query `g * max_targets_per_image + t`) of image `b`
+    reconstructs target `t` of image `b`; the slots past an image's number of targets are padding (zero content, zero
+    unsigmoided box) and are trained as "no object".
+
+    Noise: each label is replaced, with probability `label_noise_ratio * 0.5`, by a class drawn uniformly from
+    `[0, num_labels)`; each box `(cx, cy, w, h)` moves by `(u * w / 2, u * h / 2, u * w, u * h) * box_noise_scale`
+    with independent `u ~ U(-1, 1)`, and is clamped to `[0, 1]`.
+
+    Random draws, in the original's order: `rand(G * T)` and `randint(num_labels, (flipped,))` for the labels,
+    then `rand(G * T, 4)` for the boxes, where `T` is the number of targets in the batch and the flat order is group,
+    then image, then target.
+
+    Args:
+        targets (`list[dict]`):
+            Per image, `"labels"` (`torch.LongTensor` of shape `(num_targets,)`) and `"boxes"` (`torch.FloatTensor`
+            of shape `(num_targets, 4)`, normalised (center_x, center_y, width, height)).
+        num_queries (`int`):
+            Number of matching queries that follow the denoising queries in the decoder.
+        num_labels (`int`):
+            Number of classes (replacement labels are drawn from them).
+        num_denoising (`int`):
+            Budget of denoising queries (`config.num_denoising`).
+        label_noise_ratio (`float`):
+            Twice the probability of flipping a label.
+        box_noise_scale (`float`):
+            Scale of the box jitter.
+        label_embedding (`nn.Embedding` of `num_labels` embeddings):
+            Embeds the noised labels into content queries.
+        hidden_dim (`int`):
+            Width of the content queries.
+
+    Returns:
+        `tuple` of four elements, all `None` when there is no denoising group (`num_denoising == 0`, no target in the
+        batch, or more targets in one image than `num_denoising`):
+        - **content** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, hidden_dim)`).
+        - **boxes_unsigmoided** (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): anchors
+          before the sigmoid.
+        - **self_attention_mask** (`torch.BoolTensor` of shape `(num_denoising_queries + num_queries,) * 2`): `True`
+          where query `i` (row) may NOT attend to query `j` (column). Groups don't see each other and matching
+          queries don't see any denoising query; denoising queries see the matching queries.
+        - **denoising_meta_values** (`dict`):
+            - `num_denoising_groups` (`int`): number of groups `G`.
+            - `max_targets_per_image` (`int`): slots per group `T_max`.
+            - `num_denoising_queries` (`int`): `G * T_max`; the decoder's queries are split at this index.
+            - `matching_indices` (`list[tuple[torch.LongTensor, torch.LongTensor]]`): per image, the fixed assignment
+              (denoising query indices, target indices), group by group; the criterion uses it instead of the
+              Hungarian matching.
+            - `noised_labels` (`torch.LongTensor` of shape `(batch_size, num_denoising_queries)`): label fed to each
+              query, `-1` for padding slots.
+            - `noised_boxes` (`torch.FloatTensor` of shape `(batch_size, num_denoising_queries, 4)`): box fed to each
+              query (after noise and clamping, before `inverse_sigmoid`), zeros for padding slots.
+    """
+    if num_denoising <= 0 or len(targets) == 0:
+        return None, None, None, None
+    num_targets_per_image = [len(target["labels"]) for target in targets]
+    max_targets_per_image = max(num_targets_per_image)
+    if max_targets_per_image == 0:
+        return None, None, None, None
+    num_denoising_groups = num_denoising // max_targets_per_image
+    if num_denoising_groups == 0:
+        return None, None, None, None
+
+    device = label_embedding.weight.device
+    batch_size = len(targets)
+    num_denoising_queries = num_denoising_groups * max_targets_per_image
+
+    labels = torch.cat([target["labels"] for target in targets]).to(device=device, dtype=torch.long)
+    boxes = torch.cat([target["boxes"] for target in targets]).to(device=device, dtype=torch.float32)
+    image_index = torch.cat(
+        [torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(num_targets_per_image)]
+    )
+    slot_in_group = torch.cat([torch.arange(n, device=device) for n in num_targets_per_image])
+
+    # flat order: group, image, target (the order of the original's random draws)
+    noised_labels = labels.repeat(num_denoising_groups)
+    noised_boxes = boxes.repeat(num_denoising_groups, 1)
+    image_index = image_index.repeat(num_denoising_groups)
+    group_offset = torch.arange(num_denoising_groups, device=device).repeat_interleave(len(labels))
+    query_index = group_offset * max_targets_per_image + slot_in_group.repeat(num_denoising_groups)
+
+    if label_noise_ratio > 0:
+        flip = torch.rand(noised_labels.shape, device=device) < (label_noise_ratio * 0.5)
+        flipped_positions = torch.nonzero(flip).view(-1)
+        new_labels = torch.randint(0, num_labels, flipped_positions.shape, dtype=torch.long, device=device)
+        noised_labels = noised_labels.scatter(0, flipped_positions, new_labels)
+    if box_noise_scale > 0:
+        # centre moves by up to half the size, size changes by up to the size itself
+        max_shift = torch.cat([noised_boxes[:, 2:] / 2, noised_boxes[:, 2:]], dim=1)
+        jitter = (torch.rand(noised_boxes.shape, device=device) * 2 - 1.0) * max_shift
+        noised_boxes = (noised_boxes + jitter * box_noise_scale).clamp(min=0.0, max=1.0)
+
+    content = torch.zeros(
+        batch_size, num_denoising_queries, hidden_dim, dtype=label_embedding.weight.dtype, device=device
+    )
+    content[image_index, query_index] = label_embedding(noised_labels)
+    boxes_unsigmoided = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
+    boxes_unsigmoided[image_index, query_index] = inverse_sigmoid(noised_boxes)
+    noised_labels_per_query = torch.full((batch_size, num_denoising_queries), -1, dtype=torch.long, device=device)
+    noised_labels_per_query[image_index, query_index] = noised_labels
+    noised_boxes_per_query = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
+    noised_boxes_per_query[image_index, query_index] = noised_boxes
+
+    total_queries = num_denoising_queries + num_queries
+    self_attention_mask = torch.zeros(total_queries, total_queries, dtype=torch.bool, device=device)
+    # matching queries must not see the ground truth hidden in the denoising queries
+    self_attention_mask[num_denoising_queries:, :num_denoising_queries] = True
+    for group in range(num_denoising_groups):
+        start, end = group * max_targets_per_image, (group + 1) * max_targets_per_image
+        self_attention_mask[start:end, :start] = True
+        self_attention_mask[start:end, end:num_denoising_queries] = True
+
+    matching_indices = []
+    for num_targets in num_targets_per_image:
+        target_index = torch.arange(num_targets, device=device).repeat(num_denoising_groups)
+        group_start = torch.arange(num_denoising_groups, device=device).repeat_interleave(num_targets)
+        matching_indices.append((group_start * max_targets_per_image + target_index, target_index))
+
+    denoising_meta_values = {
+        "num_denoising_groups": num_denoising_groups,
+        "max_targets_per_image": max_targets_per_image,
+        "num_denoising_queries": num_denoising_queries,
+        "matching_indices": matching_indices,
+        "noised_labels": noised_labels_per_query,
+        "noised_boxes": noised_boxes_per_query,
+    }
+    return content, boxes_unsigmoided, self_attention_mask, denoising_meta_values
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------------------------------
@@ -1023,6 +1177,34 @@ def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype
     valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
     proposals = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float("inf"))
     return proposals.to(dtype), valid
+
+
+def masks_to_boxes(masks: Tensor) -> Tensor:
+    """
+    Tight pixel boxes of binary masks, `[x_min, y_min, x_max + 1, y_max + 1]` (the box covers the last pixel, as
+    detectron2's `BitMasks.get_bounding_boxes`). Empty masks give `[0, 0, 0, 0]`.
+
+    Args:
+        masks (`torch.Tensor` of shape `(num_masks, height, width)`):
+            Masks; non-zero pixels are foreground.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_masks, 4)`: (x_min, y_min, x_max, y_max) in pixels.
+    """
+    masks = masks.bool()
+    if masks.shape[0] == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    height, width = masks.shape[-2:]
+    columns = masks.any(dim=1)  # num_masks, width
+    rows = masks.any(dim=2)  # num_masks, height
+    # argmax returns the first maximal index: the first occupied column/row from either end
+    x_min = columns.int().argmax(dim=1)
+    x_max = width - columns.flip(1).int().argmax(dim=1)
+    y_min = rows.int().argmax(dim=1)
+    y_max = height - rows.flip(1).int().argmax(dim=1)
+    boxes = torch.stack([x_min, y_min, x_max, y_max], dim=1).float()
+    non_empty = columns.any(dim=1)
+    return boxes * non_empty[:, None]
 
 
 def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
@@ -1257,6 +1439,27 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
         )
+
+
+def target_boxes_from_masks(masks: Tensor, image_height: int, image_width: int) -> Tensor:
+    """
+    Box targets as the original feeds its criterion: `masks_to_boxes`, converted to (center_x, center_y, width,
+    height) and normalised by the UNPADDED image size (the predicted boxes are relative to the padded input).
+
+    Args:
+        masks (`torch.Tensor` of shape `(num_masks, padded_height, padded_width)`):
+            Target masks, zero-padded at the bottom/right.
+        image_height (`int`), image_width (`int`):
+            Size of the image before padding.
+
+    Returns:
+        `torch.FloatTensor` of shape `(num_masks, 4)`.
+    """
+    boxes = masks_to_boxes(masks)
+    scale = torch.tensor(
+        [image_width, image_height, image_width, image_height], dtype=boxes.dtype, device=boxes.device
+    )
+    return corners_to_center_format(boxes) / scale
 
 
 def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor:

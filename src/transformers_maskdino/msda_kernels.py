@@ -37,7 +37,6 @@ import torch
 from torch.autograd.function import once_differentiable
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 KERNELS_ENV_VAR = "MASKDINO_KERNELS"

@@ -4,7 +4,7 @@
 Training helpers shared by the fine-tuning examples: turning dataset rows into model inputs, collating them into
 batches, the original's optimizer settings, and loading ImageNet backbone weights into a Mask DINO model.
 
-The dataset format is the one of [`transformers_maskdino.synthetic_data`]: an `image`, a `panoptic_map` of segment
+The dataset format is the one of [`transformers_maskdino.training.synthetic_data`]: an `image`, a `panoptic_map` of segment
 ids with its `segments_info` (`id`, `category_id`, `isthing`), and a `semantic_map` of class ids.
 """
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from transformers.image_utils import SizeDict
 
-from .image_processing_maskdino import resize_label_map
+from ..image_processing_pil_maskdino import resize_label_map
 
 TASKS = ("panoptic", "instance", "semantic")
 # The original's solver: AdamW, lr 1e-4, weight decay 0.05 (none on norms and embeddings), backbone lr x 0.1, and
@@ -286,9 +286,11 @@ def build_model_and_image_processor(
         `tuple`: the model, the image processor, and a [`BackboneLoadingInfo`] (or `None` without
         `backbone_checkpoint`).
     """
-    from .configuration_maskdino import MaskDinoConfig
-    from .image_processing_maskdino import MaskDinoImageProcessor
-    from .modeling_maskdino import MaskDinoForUniversalSegmentation
+    from ..configuration_maskdino import MaskDinoConfig
+    from ..image_processing_pil_maskdino import (
+        MaskDinoImageProcessorPil as MaskDinoImageProcessor,
+    )
+    from ..modeling_maskdino import MaskDinoForUniversalSegmentation
 
     id2label = {int(index): str(name) for index, name in id2label.items()}
     label2id = {name: index for index, name in id2label.items()}
@@ -562,6 +564,12 @@ def load_backbone_weights(
 
 
 __all__ = [
+    "DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER",
+    "DEFAULT_LEARNING_RATE",
+    "DEFAULT_MAX_GRAD_NORM",
+    "DEFAULT_WEIGHT_DECAY",
+    "SEMANTIC_IGNORE_INDEX",
+    "TASKS",
     "BackboneLoadingInfo",
     "SegmentationTransform",
     "build_model_and_image_processor",
