@@ -24,13 +24,15 @@ token (`hf auth login`, `HF_TOKEN`, or `--token`).
 
 import argparse
 import ast
+import contextlib
+import difflib
+import glob
 import hashlib
 import json
 import os
-import pickle
 import re
-import struct
-import sys
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 import yaml
 from transformers import ResNetConfig, SwinConfig
 
@@ -99,20 +102,109 @@ def _construct_python_tag(loader, tag_suffix, node):
 Detectron2YamlLoader.add_multi_constructor("tag:yaml.org,2002:python/", _construct_python_tag)
 
 
-def load_detectron2_yaml(path: str | Path, _included_from: Path | None = None) -> dict:
-    """Reads a detectron2 yaml, following `_BASE_` files (relative to the file that names them)."""
+def flatten_keys(tree: dict, prefix: str = "") -> dict[str, object]:
+    """`{"MODEL": {"MaskDINO": {"DN": "seg"}}}` -> `{"MODEL.MaskDINO.DN": "seg"}` (an empty mapping is a leaf)."""
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_keys(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _read_known_keys() -> frozenset[str]:
+    lines = (CONVERSION_DIR / "detectron2_config_keys.txt").read_text().splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+# every key detectron2 with Mask DINO's additions accepts (`detectron2_config_keys.txt`), and the sections above them
+KNOWN_KEYS = _read_known_keys()
+KNOWN_SECTIONS = frozenset(key.rsplit(".", i)[0] for key in KNOWN_KEYS for i in range(1, key.count(".") + 1))
+
+
+def unknown_key_problems(tree: dict, prefix: str = "") -> list[str]:
+    """The keys of one yaml file that detectron2 would refuse, each with the closest known key."""
+    problems = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if dotted == "_BASE_":
+            continue
+        if dotted in KNOWN_SECTIONS:
+            if isinstance(value, dict):
+                problems += unknown_key_problems(value, dotted + ".")
+            else:
+                problems.append(f"{dotted} is a section of the config, but it is set to {value!r} instead of a mapping")
+        elif dotted not in KNOWN_KEYS:
+            close = closest_known_key(dotted)
+            problems.append(f"unknown key {dotted}" + (f"; did you mean {close}?" if close else ""))
+    return problems
+
+
+def closest_known_key(dotted: str) -> str | None:
+    """The known key or section `dotted` most likely misspells: same letters in another case, else the closest
+    name in the same section, else the closest anywhere."""
+    candidates = KNOWN_KEYS | KNOWN_SECTIONS
+    same_letters = [key for key in candidates if key.lower() == dotted.lower()]
+    if same_letters:
+        return same_letters[0]
+    section = dotted.rpartition(".")[0]
+    siblings = [key for key in candidates if key.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(dotted, siblings, n=1) or difflib.get_close_matches(dotted, candidates, n=1)
+    return close[0] if close else None
+
+
+class Detectron2Config(dict):
+    """A merged detectron2 config (nested dicts) that remembers which file set each key (`origins`)."""
+
+    def __init__(self, tree: dict, origins: dict[str, Path]):
+        super().__init__(tree)
+        self.origins = origins
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            cfg = yaml.load(f, Loader=Detectron2YamlLoader)
+    except yaml.YAMLError as error:
+        raise ConversionError(f"{path} is not valid yaml: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConversionError(f"{path} is not a yaml text file: {error}") from error
+    if cfg is None:
+        return {}
+    if not isinstance(cfg, dict):
+        raise ConversionError(
+            f"{path} is not a detectron2 config: expected a mapping at the top level, got {type(cfg).__name__}."
+        )
+    return cfg
+
+
+def load_detectron2_yaml(path: str | Path, _included_from: tuple[Path, ...] = ()) -> Detectron2Config:
+    """
+    Reads a detectron2 yaml, following `_BASE_` files (relative to the file that names them). As detectron2 does, it
+    refuses keys detectron2 and Mask DINO do not have (naming the closest known key), and a `_BASE_` cycle.
+    """
     path = Path(path)
     if not path.is_file():
-        where = f" (the _BASE_ of {_included_from})" if _included_from is not None else ""
+        where = f" (the _BASE_ of {_included_from[-1]})" if _included_from else ""
         raise FileNotFoundError(f"Config file {path}{where} does not exist.")
-    with open(path) as f:
-        cfg = yaml.load(f, Loader=Detectron2YamlLoader) or {}
-    if not isinstance(cfg, dict):
-        raise ConversionError(f"{path} is not a detectron2 config: expected a mapping at the top level.")
+    resolved = path.resolve()
+    if resolved in _included_from:
+        chain = " -> ".join(str(p) for p in (*_included_from[_included_from.index(resolved) :], resolved))
+        raise ConversionError(f"{path}: the _BASE_ files form a cycle: {chain}.")
+    cfg = _read_yaml_mapping(path)
+    problems = unknown_key_problems(cfg)
+    if problems:
+        raise ConversionError(f"{path} sets keys that detectron2 does not have:\n  " + "\n  ".join(problems))
     base = cfg.pop("_BASE_", None)
-    if base is not None:
-        cfg = _merge(load_detectron2_yaml(path.parent / base, _included_from=path), cfg)
-    return cfg
+    origins = dict.fromkeys(flatten_keys(cfg), path)
+    if base is None:
+        return Detectron2Config(cfg, origins)
+    if not isinstance(base, str):
+        raise ConversionError(f"{path}: _BASE_ must be the path of a yaml file, got {base!r}.")
+    base_cfg = load_detectron2_yaml(path.parent / base, (*_included_from, resolved))
+    return Detectron2Config(_merge(base_cfg, cfg), {**base_cfg.origins, **origins})
 
 
 # The value of every key the converter reads when a yaml does not set it: detectron2's defaults
@@ -205,11 +297,43 @@ ORIGINAL_DEFAULTS = {
     "MODEL.SWIN.APE": False,
     "MODEL.SWIN.PATCH_NORM": True,
 }
+# The type of the keys the converter reads that have no default.
+REQUIRED_KEY_TYPES = {"MODEL.META_ARCHITECTURE": str, "MODEL.SEM_SEG_HEAD.NUM_CLASSES": int}
 _REQUIRED = object()
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
+_ITEM_NAMES = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _where(cfg: dict, dotted: str) -> str:
+    origin = getattr(cfg, "origins", {}).get(dotted)
+    return f"{origin}: {dotted}" if origin is not None else dotted
+
+
+def _has_type(value, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _check_type(cfg: dict, dotted: str, value, example) -> None:
+    """Refuses a value whose type differs from the original default's (`example`, or a type), as detectron2 does,
+    instead of letting `int()` truncate 0.5 or `bool()` read the string "false" as true."""
+    if example is None:  # e.g. MODEL.SWIN.QK_SCALE: null or a number
+        return
+    expected = example if isinstance(example, type) else type(example)
+    if not _has_type(value, expected):
+        raise ConversionError(f"{_where(cfg, dotted)} is {value!r}; expected {_TYPE_NAMES[expected]}.")
+    if expected is list and example:
+        item_type = type(example[0])
+        if not all(_has_type(item, item_type) for item in value):
+            raise ConversionError(f"{_where(cfg, dotted)} is {value!r}; expected a list of {_ITEM_NAMES[item_type]}.")
 
 
 def _get(cfg: dict, dotted: str, default=_REQUIRED):
-    """`cfg[dotted]`, else `default`, else the original's default (`ORIGINAL_DEFAULTS`)."""
+    """`cfg[dotted]`, else `default`, else the original's default (`ORIGINAL_DEFAULTS`); a set value must have the
+    default's type."""
     node = cfg
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -221,9 +345,13 @@ def _get(cfg: dict, dotted: str, default=_REQUIRED):
         node = node[part]
     if isinstance(node, UnevaluatedPythonTag):
         raise ConversionError(
-            f"{dotted} is written as a Python expression ({node!r}); the converter does not evaluate code from "
-            "config files. Replace it with its value."
+            f"{_where(cfg, dotted)} is written as a Python expression ({node!r}); the converter does not evaluate "
+            "code from config files. Replace it with its value."
         )
+    if dotted in ORIGINAL_DEFAULTS:
+        _check_type(cfg, dotted, node, ORIGINAL_DEFAULTS[dotted])
+    elif dotted in REQUIRED_KEY_TYPES:
+        _check_type(cfg, dotted, node, REQUIRED_KEY_TYPES[dotted])
     return node
 
 
@@ -291,21 +419,61 @@ def _backbone_config(cfg: dict, out_features: list[str]):
     )
 
 
-def labels_from_metadata(metadata: dict, num_labels: int) -> tuple[dict[int, str], list[int]]:
-    """`id2label` and the stuff label ids from detectron2-style dataset metadata."""
-    thing_ids = set(metadata.get("thing_dataset_id_to_contiguous_id", {}).values())
-    stuff_ids = set(metadata.get("stuff_dataset_id_to_contiguous_id", {}).values()) - thing_ids
+_METADATA_LISTS = ("thing_classes", "stuff_classes")
+_METADATA_MAPS = ("thing_dataset_id_to_contiguous_id", "stuff_dataset_id_to_contiguous_id")
+
+
+def load_metadata(path: str | Path) -> dict:
+    """Reads detectron2-style dataset metadata (a JSON object; see `labels_from_metadata`), checking the entries the
+    converter uses."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Metadata file {path} does not exist.")
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConversionError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(metadata, dict):
+        raise ConversionError(
+            f"{path} holds a JSON {type(metadata).__name__}; expected an object with `thing_classes` and/or "
+            f"`stuff_classes` (lists of names) and optional {' / '.join(f'`{k}`' for k in _METADATA_MAPS)}."
+        )
+    for key in _METADATA_LISTS:
+        value = metadata.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+            raise ConversionError(f"{path}: `{key}` must be a list of class names, got {value!r:.200}.")
+    for key in _METADATA_MAPS:
+        value = metadata.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(_has_type(v, int) for v in value.values()):
+            raise ConversionError(
+                f"{path}: `{key}` must map dataset ids to contiguous integer ids, got {value!r:.200}."
+            )
+    return metadata
+
+
+def labels_from_metadata(
+    metadata: dict, num_labels: int, source: str | Path = "the metadata"
+) -> tuple[dict[int, str], list[int]]:
+    """`id2label` and the stuff label ids from detectron2-style dataset metadata (read from `source`)."""
+    thing_ids = set((metadata.get("thing_dataset_id_to_contiguous_id") or {}).values())
+    stuff_ids = set((metadata.get("stuff_dataset_id_to_contiguous_id") or {}).values()) - thing_ids
     stuff_names = metadata.get("stuff_classes") or []
     thing_names = metadata.get("thing_classes") or []
     # detectron2 panoptic metadata lists every class in `stuff_classes`; instance metadata only things
-    names = stuff_names if len(stuff_names) == num_labels else thing_names
+    key, names = ("stuff_classes", stuff_names) if len(stuff_names) == num_labels else ("thing_classes", thing_names)
     if len(names) != num_labels:
         raise ConversionError(
-            f"The metadata names {len(names)} classes but the model has {num_labels} (SEM_SEG_HEAD.NUM_CLASSES)."
+            f"{source}: neither `stuff_classes` ({len(stuff_names)} names) nor `thing_classes` ({len(thing_names)}) "
+            f"names as many classes as the model has ({num_labels}, MODEL.SEM_SEG_HEAD.NUM_CLASSES)."
         )
     bad = sorted(i for i in stuff_ids | thing_ids if not 0 <= i < num_labels)
     if bad:
-        raise ConversionError(f"The metadata maps to contiguous ids {bad}, outside 0..{num_labels - 1}.")
+        raise ConversionError(
+            f"{source}: the `*_dataset_id_to_contiguous_id` maps give contiguous ids {bad}, outside "
+            f"0..{num_labels - 1}."
+        )
     return {i: str(name) for i, name in enumerate(names)}, sorted(stuff_ids)
 
 
@@ -724,29 +892,52 @@ def check_and_load(
 ):
     """Loads `converted` into `model`, refusing unused, missing or mis-shaped tensors (all listed at once)."""
     problems = list(known_problems or []) + relative_position_index_problems(model, converted)
-    problems += conversion_problems({k: v.shape for k, v in model.state_dict().items()}, converted, unused)
+    state = model.state_dict()
+    problems += conversion_problems({k: v.shape for k, v in state.items()}, converted, unused)
+    not_floating = sorted(
+        f"{key} ({tensor.dtype})"
+        for key, tensor in converted.items()
+        if key in state and state[key].is_floating_point() and not tensor.is_floating_point()
+    )
+    if not_floating:
+        problems.append(
+            "integer or boolean tensors where the model has floating-point weights (load_state_dict would silently "
+            "convert them):\n  " + "\n  ".join(not_floating)
+        )
     if problems:
         raise ConversionError("Refusing to convert:\n" + "\n".join(problems))
     model.load_state_dict(converted, strict=False)
 
 
 def load_original_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
-    """The model state dict of an original `.pth` checkpoint (read with `weights_only=True`)."""
+    """The model state dict of an original `.pth` checkpoint (read with `weights_only=True`). Refuses anything but
+    a dict of finite tensors, naming the offending entries."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"Checkpoint {checkpoint} does not exist.")
     try:
         loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except Exception as error:  # torch.load raises anything from KeyError to RuntimeError on a file it cannot parse
         raise ConversionError(
-            f"{checkpoint} cannot be read as a PyTorch checkpoint with torch.load(weights_only=True): {error}. "
-            "Expected the original's .pth file (a dict with a 'model' state dict); the converter does not unpickle "
-            "arbitrary objects."
+            f"{checkpoint} cannot be read as a PyTorch checkpoint with torch.load(weights_only=True): "
+            f"{type(error).__name__}: {error}. Expected the original's .pth file (a dict with a 'model' state dict); "
+            "the converter does not unpickle arbitrary objects."
         ) from error
     original = loaded.get("model", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(original, dict) or not all(isinstance(v, torch.Tensor) for v in original.values()):
+    if not isinstance(original, dict) or not original:
         raise ConversionError(
-            f"{checkpoint} holds no state dict (expected a dict of tensors, or a dict with a 'model' entry)."
+            f"{checkpoint} holds no state dict (expected a dict of tensors, or a dict with a 'model' entry), got "
+            f"{type(original if isinstance(loaded, dict) else loaded).__name__}."
+        )
+    not_tensors = sorted(str(k) for k, v in original.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ConversionError(f"{checkpoint}: these state dict entries are not tensors: {', '.join(not_tensors[:10])}")
+    non_finite = sorted(k for k, v in original.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if non_finite:
+        raise ConversionError(
+            f"{checkpoint} holds non-finite values (NaN or infinity) in {len(non_finite)} tensors: "
+            f"{', '.join(non_finite[:10])}{' ...' if len(non_finite) > 10 else ''}. The checkpoint is corrupt or "
+            "comes from a diverged training run."
         )
     return original
 
@@ -798,6 +989,11 @@ def convert_checkpoint(
     )
 
 
+def labels_from_metadata_file(cfg: dict, metadata_file: str | Path) -> tuple[dict[int, str], list[int]]:
+    """`(id2label, stuff_label_ids)` from a detectron2-style dataset metadata JSON file, for the model of `cfg`."""
+    return labels_from_metadata(load_metadata(metadata_file), config_from_detectron2(cfg).num_labels, metadata_file)
+
+
 def convert(
     config_file: str | Path,
     checkpoint: str | Path,
@@ -805,21 +1001,30 @@ def convert(
     metadata_file: str | Path | None = None,
     *,
     remote_code: bool = True,
-    progress: bool = False,
 ):
     """
     Converts `checkpoint` with `config_file` (and optional detectron2-style dataset metadata). Writes the model, its
-    processor and (with `remote_code`) the code files for `trust_remote_code=True` to `output_dir` when given, and
-    returns `(model, image_processor)`.
+    processor, a model card and (with `remote_code`) the code files for `trust_remote_code=True` to `output_dir`
+    when given (all at once, see `staged_directory`), and returns `(model, image_processor)`.
     """
     cfg = load_detectron2_yaml(config_file)
-    metadata = None
-    if metadata_file is not None:
-        with open(metadata_file) as f:
-            metadata = json.load(f)
-    result = convert_checkpoint(cfg, load_original_state_dict(checkpoint), metadata)
+    labels = labels_from_metadata_file(cfg, metadata_file) if metadata_file is not None else None
+    result = convert_checkpoint(cfg, load_original_state_dict(checkpoint), labels=labels)
     if output_dir is not None:
-        write_model_directory(result.model, result.image_processor, output_dir, remote_code=remote_code, progress=progress)
+        with staged_directory(output_dir) as staging:
+            write_model_directory(result.model, result.image_processor, staging, remote_code=remote_code)
+            check_reload(result.model, staging)
+            from model_card import render_converted_card
+
+            card = render_converted_card(
+                result.model,
+                repo_id=str(output_dir),
+                checkpoint=Path(checkpoint),
+                config_file=Path(config_file),
+                metadata_file=Path(metadata_file) if metadata_file is not None else None,
+                remote_code=remote_code,
+            )
+            (staging / "README.md").write_text(card)
     return result.model, result.image_processor
 
 
@@ -876,88 +1081,84 @@ def _update_json(path: Path, update) -> None:
         f.write("\n")
 
 
-_SAFETENSORS_DTYPES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
-
-
-def write_safetensors(
-    tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str], progress: bool = True
-) -> None:
-    """
-    Writes `tensors` in the safetensors format, tensor by tensor with a progress bar over the bytes written (the
-    `safetensors` library writes a whole file in one call). Tensors are laid out by decreasing element size, so every
-    tensor stays aligned, as the library does.
-    """
-    from tqdm.auto import tqdm
-
-    if sys.byteorder != "little":
-        raise ConversionError("Writing safetensors needs a little-endian machine.")
-    names = sorted(tensors, key=lambda name: (-tensors[name].element_size(), name))
-    header, offset = {}, 0
-    for name in names:
-        tensor = tensors[name]
-        if tensor.dtype not in _SAFETENSORS_DTYPES:
-            raise ConversionError(f"{name} has dtype {tensor.dtype}, which safetensors cannot store.")
-        size = tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
-        offset += size
-    header["__metadata__"] = dict(metadata)
-    header_bytes = json.dumps(header, separators=(",", ":")).encode()
-    header_bytes += b" " * (-len(header_bytes) % 8)
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    chunk = 64 << 20
-    with open(partial, "wb") as f, tqdm(
-        total=offset, unit="B", unit_scale=True, desc=f"Writing {path.name}", disable=not progress
-    ) as bar:
-        f.write(struct.pack("<Q", len(header_bytes)))
-        f.write(header_bytes)
-        for name in names:
-            data = tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-            for start in range(0, data.size, chunk):
-                f.write(memoryview(data[start : start + chunk]))
-                bar.update(min(chunk, data.size - start))
-    os.replace(partial, path)
-
-
-def save_model(model: MaskDinoForUniversalSegmentation, output_dir: str | Path, progress: bool = True) -> None:
-    """
-    What `model.save_pretrained(output_dir)` writes (config with architectures and dtype, one `model.safetensors` with
-    shared tensors stored once), with a progress bar while the weights are written.
-    """
-    from transformers.modeling_utils import remove_tied_weights_from_state_dict
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.config.dtype = str(model.dtype).split(".")[1]
-    model.config.architectures = [type(model).__name__]
-    model.config.save_pretrained(output_dir)
-    state_dict = remove_tied_weights_from_state_dict(model.state_dict(), model)
-    write_safetensors(state_dict, output_dir / "model.safetensors", {"format": "pt"}, progress=progress)
-
-
 def write_model_directory(
     model: MaskDinoForUniversalSegmentation,
     image_processor: MaskDinoImageProcessor,
     output_dir: str | Path,
     remote_code: bool = True,
-    progress: bool = True,
 ) -> None:
-    """Writes the model, its image processor and (with `remote_code`) the files `trust_remote_code=True` loads."""
-    save_model(model, output_dir, progress=progress)
+    """Writes the model (`save_pretrained`), its image processor and (with `remote_code`) the files
+    `trust_remote_code=True` loads."""
+    model.save_pretrained(output_dir)
     image_processor.save_pretrained(output_dir)
     if remote_code:
         write_remote_code(output_dir)
+
+
+def check_reload(model: MaskDinoForUniversalSegmentation, directory: Path) -> MaskDinoForUniversalSegmentation:
+    """Reloads `directory` and refuses it unless it gives back every tensor of `model` exactly."""
+    reloaded = MaskDinoForUniversalSegmentation.from_pretrained(directory).eval()
+    expected_state, reloaded_state = model.state_dict(), reloaded.state_dict()
+    differing = [k for k, v in expected_state.items() if k not in reloaded_state or not torch.equal(v, reloaded_state[k])]
+    if differing:
+        raise ConversionError(f"The written model does not reload identically; differing tensors: {differing[:10]}")
+    return reloaded
+
+
+# What a conversion writes: a directory holding only these may be replaced by a new conversion.
+CONVERSION_FILES = frozenset(
+    ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *(f"{m}.py" for m in REMOTE_CODE_MODULES))
+)
+_STAGING_INFIX = ".partial-"
+
+
+def _remove_abandoned_staging(output_dir: Path) -> None:
+    """Deletes the staging directories of conversions into `output_dir` whose process is gone (killed runs)."""
+    for path in output_dir.parent.glob(f".{glob.escape(output_dir.name)}{_STAGING_INFIX}*"):
+        pid = path.name[len(output_dir.name) + 1 + len(_STAGING_INFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+@contextlib.contextmanager
+def staged_directory(output_dir: str | Path):
+    """
+    Yields an empty staging directory beside `output_dir` (hidden, named `.<name>.partial-<pid>-...`). When the
+    block completes, the staging directory replaces `output_dir` by renames; when it fails, is interrupted or killed,
+    `output_dir` is left as it was and the staging directory is deleted (by the next conversion, after a kill). An
+    existing `output_dir` is only replaced when it holds nothing but the files of a conversion (`CONVERSION_FILES`).
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise ConversionError(f"{output_dir} exists and is not a directory.")
+        others = sorted(p.name for p in output_dir.iterdir() if p.name not in CONVERSION_FILES)
+        if others:
+            raise ConversionError(
+                f"Refusing to replace {output_dir}: it holds {', '.join(others[:10])}, which a conversion does not "
+                "write. Choose a new or empty --output-dir."
+            )
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(output_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}{_STAGING_INFIX}{os.getpid()}-", dir=output_dir.parent))
+    try:
+        yield staging
+        if output_dir.exists() and any(output_dir.iterdir()):
+            previous = staging.with_name(staging.name.replace(_STAGING_INFIX, ".previous-", 1))
+            os.rename(output_dir, previous)
+            os.rename(staging, output_dir)
+            shutil.rmtree(previous)
+        else:
+            os.replace(staging, output_dir)  # replaces an empty directory in one step
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def sha256_of(path: str | Path) -> str:
@@ -1189,29 +1390,28 @@ class _Source:
     entry: object | None = None  # released.ReleasedCheckpoint
     dataset: dict | None = None
     labels: tuple[dict[int, str], list[int]] | None = None
-    metadata: dict | None = None
+    metadata_file: Path | None = None
 
 
 def _resolve_source(args) -> _Source:
     """The checkpoint file (downloaded if needed), its config, and where its labels come from."""
     if not args.model_name:
-        metadata = None
-        if args.metadata:
-            with open(args.metadata) as f:
-                metadata = json.load(f)
         config_file = Path(args.config_file)
-        return _Source(Path(args.checkpoint), config_file, load_detectron2_yaml(config_file), metadata=metadata)
+        cfg = load_detectron2_yaml(config_file)
+        labels = labels_from_metadata_file(cfg, args.metadata) if args.metadata else None
+        metadata_file = Path(args.metadata) if args.metadata else None
+        return _Source(Path(args.checkpoint), config_file, cfg, labels=labels, metadata_file=metadata_file)
 
     from released import get_released
 
     entry = get_released(args.model_name)
     config_file = Path(args.config_file) if args.config_file else entry.config_path
+    cfg = load_detectron2_yaml(config_file)
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
     else:
         url = args.checkpoint_url or entry.url
         checkpoint = download_checkpoint(url, args.cache_dir / entry.file_name, not args.no_progress, entry.sha256)
-    cfg = load_detectron2_yaml(config_file)
     dataset = entry.load_dataset()
     resize = image_processor_from_detectron2(cfg, config_from_detectron2(cfg)).size
     expected = dataset["test_resize"]
@@ -1223,6 +1423,23 @@ def _resolve_source(args) -> _Source:
     return _Source(checkpoint, config_file, cfg, entry, dataset, labels_from_dataset(dataset))
 
 
+def _verify(reloaded, args) -> str:
+    report = verify_outputs(reloaded, args.verify, args.verify_tolerance)
+    for key, difference in report.differences.items():
+        print(f"  verify {key}: max |ours - original| = {difference:.3e}")
+    if report.ignored:
+        print(f"  verify: ignored keys {', '.join(report.ignored)}")
+    if not report.ok:
+        raise SystemExit(
+            "Verification failed (nothing written, nothing pushed):\n  " + "\n  ".join(report.failures)
+        )
+    print(f"Verified:    {len(report.differences)} outputs match {args.verify} within {args.verify_tolerance:g}")
+    return (
+        f"{len(report.differences)} outputs of the original on one image, max difference "
+        f"{max(report.differences.values()):.1e}"
+    )
+
+
 def main(argv=None):
     args = _parse_args(argv)
     if args.list_models:
@@ -1232,62 +1449,59 @@ def main(argv=None):
         write_remote_code(args.add_remote_code)
         print(f"Added the remote code files and auto_map to {args.add_remote_code}")
         return
+    if args.no_progress:
+        transformers.utils.logging.disable_progress_bar()
     output_dir = Path(args.output_dir)
     source = _resolve_source(args)
     source_sha256 = sha256_of(source.checkpoint)
-    result = convert_checkpoint(source.cfg, load_original_state_dict(source.checkpoint), source.metadata, source.labels)
+    result = convert_checkpoint(source.cfg, load_original_state_dict(source.checkpoint), labels=source.labels)
     model = result.model
-    write_model_directory(
-        model, result.image_processor, output_dir, remote_code=not args.no_remote_code, progress=not args.no_progress
-    )
-
-    # reload what was written: the directory must give back every tensor
-    reloaded = MaskDinoForUniversalSegmentation.from_pretrained(output_dir).eval()
-    expected_state, reloaded_state = model.state_dict(), reloaded.state_dict()
-    differing = [k for k, v in expected_state.items() if k not in reloaded_state or not torch.equal(v, reloaded_state[k])]
-    if differing:
-        raise ConversionError(f"{output_dir} does not reload identically; differing tensors: {differing[:10]}")
     print(f"Source:      {source.checkpoint} (sha256 {source_sha256})")
     print(f"Config:      {source.config_file}")
     print(
         f"Tensors:     {result.num_checkpoint_tensors} in the checkpoint: {result.num_mapped} mapped to "
-        f"{len(expected_state)} model tensors, {result.num_aliases} aliases of the shared box head and decoder norm, "
-        f"{len(result.skipped)} skipped ({', '.join(result.skipped) or 'none'})"
+        f"{len(model.state_dict())} model tensors, {result.num_aliases} aliases of the shared box head and decoder "
+        f"norm, {len(result.skipped)} skipped ({', '.join(result.skipped) or 'none'})"
     )
     print(f"Parameters:  {model.num_parameters():,}")
+
+    # everything is written and checked in a staging directory that replaces output_dir only once complete
+    with staged_directory(output_dir) as staging:
+        write_model_directory(model, result.image_processor, staging, remote_code=not args.no_remote_code)
+        # reload what was written: the directory must give back every tensor
+        reloaded = check_reload(model, staging)
+        verification = _verify(reloaded, args) if args.verify else None
+        repo_id = args.push_to_hub or (source.entry.name if source.entry is not None else str(output_dir))
+        if source.entry is not None:
+            from model_card import render_model_card
+
+            card = render_model_card(
+                source.entry,
+                source.dataset,
+                repo_id=repo_id,
+                num_parameters=model.num_parameters(),
+                source_sha256=source_sha256,
+                config_name=None if source.config_file == source.entry.config_path else source.config_file.name,
+                object_mask_threshold=model.config.object_mask_threshold,
+                overlap_threshold=model.config.overlap_threshold,
+                verification=verification,
+            )
+        else:
+            from model_card import render_converted_card
+
+            card = render_converted_card(
+                model,
+                repo_id=repo_id,
+                checkpoint=source.checkpoint,
+                config_file=source.config_file,
+                metadata_file=source.metadata_file,
+                source_sha256=source_sha256,
+                verification=verification,
+                remote_code=not args.no_remote_code,
+            )
+        (staging / "README.md").write_text(card)
     print(f"Written:     {output_dir} (model.safetensors sha256 {sha256_of(output_dir / 'model.safetensors')}); reload OK")
-
-    verification = None
-    if args.verify:
-        report = verify_outputs(reloaded, args.verify, args.verify_tolerance)
-        for key, difference in report.differences.items():
-            print(f"  verify {key}: max |ours - original| = {difference:.3e}")
-        if report.ignored:
-            print(f"  verify: ignored keys {', '.join(report.ignored)}")
-        if not report.ok:
-            raise SystemExit("Verification failed (nothing pushed):\n  " + "\n  ".join(report.failures))
-        verification = (
-            f"{len(report.differences)} outputs of the original on one image, max difference "
-            f"{max(report.differences.values()):.1e}"
-        )
-        print(f"Verified:    {len(report.differences)} outputs match {args.verify} within {args.verify_tolerance:g}")
-
-    if source.entry is not None:
-        from model_card import render_model_card
-
-        card = render_model_card(
-            source.entry,
-            source.dataset,
-            repo_id=args.push_to_hub or source.entry.name,
-            num_parameters=model.num_parameters(),
-            source_sha256=source_sha256,
-            config_name=None if source.config_file == source.entry.config_path else source.config_file.name,
-            object_mask_threshold=model.config.object_mask_threshold,
-            overlap_threshold=model.config.overlap_threshold,
-            verification=verification,
-        )
-        (output_dir / "README.md").write_text(card)
-        print(f"Card:        {output_dir / 'README.md'}")
+    print(f"Card:        {output_dir / 'README.md'}")
 
     if args.push_to_hub:
         source_name = source.entry.file_name if source.entry is not None else source.checkpoint.name

@@ -2,123 +2,38 @@
 # Licensed under the Apache License, Version 2.0.
 """The model card (`README.md`) written beside a converted released checkpoint."""
 
+import hashlib
+from pathlib import Path
+
 from huggingface_hub import EvalResult, ModelCardData
 from released import ORIGINAL_COMMIT, ORIGINAL_REPO, ReleasedCheckpoint
 
-SAMPLE_IMAGE = "http://images.cocodataset.org/val2017/000000039769.jpg"
-PACKAGE = "transformers-maskdino"
-# third-party modules the remote code imports (transformers checks them before running it), as pip names
-REMOTE_CODE_REQUIREMENTS = ("transformers>=5.23", "torch", "scipy", "Pillow")
+from transformers_maskdino.model_card import (
+    CITATION,
+    MODEL_DESCRIPTION,
+    PACKAGE,
+    SAMPLE_IMAGE,
+    TASK_TITLES,
+    card_metadata as base_card_metadata,
+    labels_section,
+    limitations_section,
+    render_card,
+    task_snippets,
+    usage_section,
+)
 
-CITATION = """@inproceedings{li2023maskdino,
-  title     = {Mask DINO: Towards A Unified Transformer-based Framework for Object Detection and Segmentation},
-  author    = {Li, Feng and Zhang, Hao and Xu, Huaizhe and Liu, Shilong and Zhang, Lei and Ni, Lionel M. and Shum, Heung-Yeung},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2023},
-  note      = {arXiv:2206.02777}
-}"""
+__all__ = ["SAMPLE_IMAGE", "card_metadata", "render_converted_card", "render_model_card", "task_snippets"]
 
-TASK_TITLES = {
-    "panoptic": "Panoptic segmentation",
-    "instance": "Instance segmentation",
-    "semantic": "Semantic segmentation",
-    "detection": "Object detection",
-}
-TASK_TAGS = {
-    "panoptic": "panoptic-segmentation",
-    "instance": "instance-segmentation",
-    "semantic": "semantic-segmentation",
-    "detection": "object-detection",
-}
 METRIC_TASK_NAMES = {
     "instance-segmentation": "Instance segmentation",
     "object-detection": "Object detection",
     "panoptic-segmentation": "Panoptic segmentation",
     "semantic-segmentation": "Semantic segmentation",
 }
-
-
-def _load_lines(repo_id: str) -> str:
-    return f"""import torch
-from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
-from transformers.image_utils import load_image
-
-image = load_image("{SAMPLE_IMAGE}")
-processor = AutoImageProcessor.from_pretrained("{repo_id}", trust_remote_code=True)
-model = AutoModelForUniversalSegmentation.from_pretrained("{repo_id}", trust_remote_code=True)
-inputs = processor(images=image, return_tensors="pt")
-with torch.no_grad():
-    outputs = model(**inputs)
-"""
-
-
-def task_snippets(task: str, repo_id: str, object_mask_threshold: float, overlap_threshold: float) -> tuple[str, str]:
-    """`(pipeline snippet, AutoModel snippet)` for one task; both are plain Python that runs as written."""
-    if task == "detection":
-        pipeline_code = f"""from transformers import pipeline
-
-detector = pipeline("object-detection", model="{repo_id}", trust_remote_code=True)
-for detection in detector("{SAMPLE_IMAGE}", threshold=0.5):
-    print(detection["label"], round(detection["score"], 3), detection["box"])
-"""
-        model_code = _load_lines(repo_id) + """detections = processor.post_process_object_detection(
-    outputs, threshold=0.5, target_sizes=[(image.height, image.width)]
-)[0]
-# boxes are [x0, y0, x1, y1] in pixels of the input image
-for score, label, box in zip(detections["scores"], detections["labels"], detections["boxes"]):
-    print(model.config.id2label[label.item()], round(score.item(), 3), box.tolist())
-"""
-        return pipeline_code, model_code
-    if task == "semantic":
-        pipeline_code = f"""from transformers import pipeline
-
-segmenter = pipeline("image-segmentation", model="{repo_id}", trust_remote_code=True)
-for segment in segmenter("{SAMPLE_IMAGE}", subtask="semantic"):
-    print(segment["label"], segment["mask"].size)  # one PIL mask per class present
-"""
-        model_code = _load_lines(repo_id) + """segmentation = processor.post_process_semantic_segmentation(
-    outputs, target_sizes=[(image.height, image.width)]
-)[0]
-# (height, width) map of class ids
-print({model.config.id2label[i] for i in segmentation.unique().tolist()})
-"""
-        return pipeline_code, model_code
-    if task == "panoptic":
-        pipeline_code = f"""from transformers import pipeline
-
-segmenter = pipeline("image-segmentation", model="{repo_id}", trust_remote_code=True)
-# the original's inference settings: keep queries scoring above {object_mask_threshold}, drop segments that lose more
-# than {1 - overlap_threshold:.1f} of their mask to overlaps
-segments = segmenter(
-    "{SAMPLE_IMAGE}", subtask="panoptic", threshold={object_mask_threshold}, overlap_mask_area_threshold={overlap_threshold}
+CONVERSION_LIMITATIONS = (
+    "The port reproduces the original implementation tensor by tensor (max difference at most 1e-4 relative) on "
+    "reference runs of the original code; results on other inputs may differ from the original's by float rounding.",
 )
-for segment in segments:
-    print(segment["label"], round(segment["score"], 3), segment["mask"].size)
-"""
-        model_code = _load_lines(repo_id) + """result = processor.post_process_panoptic_segmentation(
-    outputs, target_sizes=[(image.height, image.width)]
-)[0]
-# result["segmentation"] is a (height, width) map of segment ids, described by result["segments_info"]
-for segment in result["segments_info"]:
-    print(segment["id"], model.config.id2label[segment["label_id"]], round(segment["score"], 3))
-"""
-        return pipeline_code, model_code
-    if task == "instance":
-        pipeline_code = f"""from transformers import pipeline
-
-segmenter = pipeline("image-segmentation", model="{repo_id}", trust_remote_code=True)
-for segment in segmenter("{SAMPLE_IMAGE}", subtask="instance", threshold=0.5):
-    print(segment["label"], round(segment["score"], 3), segment["mask"].size)
-"""
-        model_code = _load_lines(repo_id) + """result = processor.post_process_instance_segmentation(
-    outputs, threshold=0.5, target_sizes=[(image.height, image.width)], return_binary_maps=True
-)[0]
-# result["segmentation"] holds one boolean (height, width) mask per entry of result["segments_info"]
-for mask, segment in zip(result["segmentation"], result["segments_info"]):
-    print(model.config.id2label[segment["label_id"]], round(segment["score"], 3), int(mask.sum()))
-"""
-        return pipeline_code, model_code
-    raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASK_TITLES)}.")
 
 
 def card_metadata(entry: ReleasedCheckpoint, dataset: dict, repo_id: str) -> ModelCardData:
@@ -139,13 +54,11 @@ def card_metadata(entry: ReleasedCheckpoint, dataset: dict, repo_id: str) -> Mod
         )
         for metric in entry.metrics
     ]
-    return ModelCardData(
+    return base_card_metadata(
+        repo_id=repo_id,
+        tasks=entry.tasks,
+        datasets=dataset["hub_datasets"],
         license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="image-segmentation",
-        datasets=list(dataset["hub_datasets"]),
-        tags=["vision", "image-segmentation", "mask-dino", "custom_code"] + [TASK_TAGS[t] for t in entry.tasks],
-        model_name=repo_id.split("/")[-1],
         eval_results=eval_results,
     )
 
@@ -162,9 +75,8 @@ def render_model_card(
     config_name: str | None = None,
     verification: str | None = None,
 ) -> str:
-    """The full `README.md` text (YAML header and Markdown body). `config_name` names a config that replaced the
-    table's (`--config-file`); `verification` says what `--verify` compared, if it ran."""
-    metadata = card_metadata(entry, dataset, repo_id).to_yaml()
+    """The full `README.md` text of a released checkpoint (YAML header and Markdown body). `config_name` names a
+    config that replaced the table's (`--config-file`); `verification` says what `--verify` compared, if it ran."""
     labels = dataset["labels"]
     num_things = sum(label["isthing"] for label in labels)
     resize = dataset["test_resize"]
@@ -172,14 +84,6 @@ def render_model_card(
         f"| {METRIC_TASK_NAMES[m.task]} | {m.name} | {m.value:.1f} | {m.evaluator} |" for m in entry.metrics
     )
     notes = "".join(f"\n- {note}" for note in entry.notes)
-    task_sections = []
-    for task in entry.tasks:
-        pipeline_code, model_code = task_snippets(task, repo_id, object_mask_threshold, overlap_threshold)
-        task_sections.append(
-            f"### {TASK_TITLES[task]}\n\nWith a pipeline:\n\n```python\n{pipeline_code}```\n\n"
-            f"With the model and processor:\n\n```python\n{model_code}```\n"
-        )
-    usage = "\n".join(task_sections)
     tasks_text = ", ".join(TASK_TITLES[t].lower() for t in entry.tasks)
     reported = f" (the original README lists {entry.reported_parameters})" if entry.reported_parameters else ""
     if verification is None:
@@ -192,17 +96,7 @@ def render_model_card(
     else:
         config_text = f"config `{config_name}`"
         command = f"--model-name {entry.name} --config-file {config_name} --output-dir {entry.name}"
-    return f"""---
-{metadata}
----
-
-# Mask DINO: {entry.backbone.split(" (")[0]}, {dataset["name"]}
-
-[Mask DINO](https://arxiv.org/abs/2206.02777) (Li et al., CVPR 2023) extends the DINO detection transformer with a mask
-branch: one model that predicts, for a set of queries, a class, a box and a mask, and so serves object detection and
-instance, panoptic and semantic segmentation. A backbone feeds a multi-scale deformable-attention encoder (the pixel
-decoder, which also produces per-pixel mask embeddings); the top-scoring encoder tokens initialise the decoder queries,
-which a deformable-attention decoder refines layer by layer while predicting boxes, classes and masks.
+    intro = f"""{MODEL_DESCRIPTION}
 
 This repository holds the original authors' released checkpoint `{entry.file_name}`, converted to 🤗 Transformers:
 {entry.description}. It supports {tasks_text}.
@@ -212,8 +106,8 @@ This repository holds the original authors' released checkpoint `{entry.file_nam
 - Training (by the original authors): {entry.training}
 - Labels: {len(labels)} classes ({num_things} things, {len(labels) - num_things} stuff), `model.config.id2label`
 - Test-time resize (in the image processor): shortest edge {resize["shortest_edge"]}, longest edge at most {resize["longest_edge"]}
-
-## Results reported by the original
+"""
+    results = f"""## Results reported by the original
 
 These are the original authors' numbers (Mask DINO README at commit `{ORIGINAL_COMMIT}`), computed with their detectron2
 code on the {dataset["evaluation_split"]} split; they were not re-measured for this conversion. The port reproduces
@@ -224,15 +118,8 @@ code. {verified_text}
 |---|---|---|---|
 {metric_rows}
 {notes}
-
-## How to use
-
-The model code is included in this repository, so `trust_remote_code=True` is all that is needed (with
-`pip install {" ".join(f'"{r}"' for r in REMOTE_CODE_REQUIREMENTS)}`). Alternatively, `pip install {PACKAGE}` and
-`import transformers_maskdino` before loading: the package's classes are then used.
-
-{usage}
-## Conversion
+"""
+    conversion = f"""## Conversion
 
 Converted from `{entry.url}`
 (sha256 `{source_sha256}`, {config_text}) with
@@ -242,14 +129,94 @@ python conversion/convert_maskdino_to_hf.py {command}
 ```
 
 from the `{PACKAGE}` repository.
-
-## License
-
-Apache 2.0, as the original code and weights.
-
-## Citation
-
-```bibtex
-{CITATION}
-```
 """
+    id2label = {label["id"]: label["name"] for label in labels}
+    stuff = [label["id"] for label in labels if not label["isthing"]]
+    sections = [
+        intro,
+        results,
+        usage_section(entry.tasks, repo_id, object_mask_threshold, overlap_threshold),
+        labels_section(id2label, stuff),
+        conversion,
+        limitations_section(CONVERSION_LIMITATIONS),
+        "## License\n\nApache 2.0, as the original code and weights.\n",
+        f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
+    ]
+    title = f"Mask DINO: {entry.backbone.split(' (')[0]}, {dataset['name']}"
+    return render_card(card_metadata(entry, dataset, repo_id), title, sections)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_tasks(config) -> tuple[str, ...]:
+    """What a converted model is for: every head of Mask DINO works on any checkpoint, but panoptic needs stuff
+    classes and a semantic-only checkpoint was trained without box supervision of things."""
+    if config.use_semantic_cross_entropy:
+        return ("semantic",)
+    if config.stuff_label_ids:
+        return ("panoptic", "instance", "semantic", "detection")
+    return ("instance", "detection")
+
+
+def render_converted_card(
+    model,
+    *,
+    repo_id: str,
+    checkpoint: Path,
+    config_file: Path,
+    metadata_file: Path | None = None,
+    source_sha256: str | None = None,
+    verification: str | None = None,
+    remote_code: bool = True,
+) -> str:
+    """The card of a checkpoint converted from `--config-file` (not one of the released ones): what it is, its
+    labels, usage with its own inference thresholds, where it came from (checkpoint and config, with their sha256,
+    and the metadata file) and limitations."""
+    config = model.config
+    tasks = converted_tasks(config)
+    backbone = config.backbone_config.model_type
+    intro = (
+        f"{MODEL_DESCRIPTION}\n\nThis repository holds the checkpoint `{checkpoint.name}` converted to 🤗 Transformers "
+        f"from the original Mask DINO format. It supports {', '.join(TASK_TITLES[t].lower() for t in tasks)}.\n\n"
+        f"- Backbone: {backbone}\n- Parameters: {model.num_parameters():,}\n- Queries: {config.num_queries}\n"
+        f"- Inference settings: object mask threshold {config.object_mask_threshold}, overlap threshold "
+        f"{config.overlap_threshold}, at most {config.detections_per_image} detections per image\n"
+    )
+    if verification is None:
+        verified = "Its outputs were not compared with the original's at conversion (`--verify`)."
+    else:
+        verified = f"At conversion, it was verified against the original's outputs: {verification}."
+    metadata_text = (
+        f"- Labels: `{metadata_file.name}` (sha256 `{_sha256(metadata_file)}`)\n"
+        if metadata_file is not None
+        else "- Labels: none given at conversion, so the classes are named `LABEL_0`, `LABEL_1`, ...\n"
+    )
+    command = f"--config-file {config_file.name} --checkpoint {checkpoint.name}"
+    if metadata_file is not None:
+        command += f" --metadata {metadata_file.name}"
+    provenance = (
+        f"## Conversion\n\n- Checkpoint: `{checkpoint.name}` (sha256 `{source_sha256 or _sha256(checkpoint)}`)\n"
+        f"- Config: `{config_file.name}` (sha256 `{_sha256(config_file)}`, with the `_BASE_` files it names)\n"
+        f"{metadata_text}\n{verified} Converted with\n\n```bash\npython conversion/convert_maskdino_to_hf.py "
+        f"{command} --output-dir OUTPUT\n```\n\nfrom the `{PACKAGE}` repository. The training data, recipe and "
+        "accuracy of the checkpoint are those of whoever trained it; this conversion does not record them.\n"
+    )
+    extra = ["The accuracy of this checkpoint was not measured at conversion."]
+    if metadata_file is None:
+        extra.insert(0, "No dataset metadata was given: labels are generic names and there are no stuff classes.")
+    sections = [
+        intro,
+        labels_section(config.id2label, config.stuff_label_ids),
+        usage_section(tasks, repo_id, config.object_mask_threshold, config.overlap_threshold, remote_code),
+        provenance,
+        limitations_section((*extra, *CONVERSION_LIMITATIONS)),
+        f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
+    ]
+    metadata = base_card_metadata(repo_id=repo_id, tasks=tasks, remote_code=remote_code)
+    return render_card(metadata, f"Mask DINO converted from {checkpoint.name}", sections)

@@ -229,3 +229,100 @@ def test_semantic_only_checkpoints_combine_class_and_mask_scores_before_resizing
     cfg = load_detectron2_yaml(RELEASED[name].config_path)
     processor = image_processor_from_detectron2(cfg, config_from_detectron2(cfg))
     assert processor.semantic_resize_mask_logits is not combines_at_padded_size
+
+
+# --------------------------------------------------------------------------------------------------- strict configs
+
+
+def test_every_key_of_the_original_dumps_and_yamls_is_known():
+    from convert_maskdino_to_hf import KNOWN_KEYS, flatten_keys
+
+    import yaml
+    from convert_maskdino_to_hf import Detectron2YamlLoader
+
+    for variant in REFERENCE_VARIANTS:
+        for name in ("config.yaml", "config_loss.yaml"):
+            with open(REFERENCE_DIR / variant / name) as f:
+                keys = set(flatten_keys(yaml.load(f, Loader=Detectron2YamlLoader)))
+            assert keys == KNOWN_KEYS  # a full cfg.dump() has every key, and only those
+    for path in ORIGINAL_CONFIG_FILES:
+        with open(CONFIGS_DIR / path) as f:
+            assert set(flatten_keys(yaml.load(f, Loader=Detectron2YamlLoader))) - {"_BASE_"} <= KNOWN_KEYS
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # the two cases: both converted silently with the default before
+        ("MODEL:\n  MaskDINO:\n    NUM_OBJECT_QUERIEZ: 20\n", r"unknown key MODEL\.MaskDINO\.NUM_OBJECT_QUERIEZ; did you mean MODEL\.MaskDINO\.NUM_OBJECT_QUERIES\?"),
+        ("MODEL:\n  MaskDINO:\n    TEST:\n      OBJECT_MASK_THRESHOLDD: 0.25\n", r"did you mean MODEL\.MaskDINO\.TEST\.OBJECT_MASK_THRESHOLD\?"),
+        ("MODEL:\n  MASKDINO:\n    DN: seg\n", r"unknown key MODEL\.MASKDINO; did you mean MODEL\.MaskDINO\?"),
+        ("MODEL:\n  MaskDINO: 3\n", r"MODEL\.MaskDINO is a section of the config, but it is set to 3"),
+        ("SOLVER:\n  BASE_LRR: 0.1\n", r"did you mean SOLVER\.BASE_LR\?"),
+    ],
+)
+def test_unknown_keys_are_refused_with_the_closest_known_key(tmp_path, text, message):
+    base = CONFIGS_DIR / "coco/instance-segmentation/maskdino_R50_bs16_50ep_3s.yaml"
+    (tmp_path / "model.yaml").write_text(f"_BASE_: {base}\n{text}")
+    with pytest.raises(ConversionError, match=message) as error:
+        load_detectron2_yaml(tmp_path / "model.yaml")
+    assert str(tmp_path / "model.yaml") in str(error.value)
+
+
+def test_unknown_key_in_a_base_file_names_that_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("INPUT:\n  MIN_SIZE_TESTT: 512\n")
+    (tmp_path / "model.yaml").write_text("_BASE_: base.yaml\n")
+    with pytest.raises(ConversionError, match=r"base\.yaml sets keys .*\n  unknown key INPUT\.MIN_SIZE_TESTT; did you mean INPUT\.MIN_SIZE_TEST\?"):
+        load_detectron2_yaml(tmp_path / "model.yaml")
+
+
+def test_base_cycle_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("_BASE_: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("_BASE_: a.yaml\n")
+    with pytest.raises(ConversionError, match=r"a\.yaml: the _BASE_ files form a cycle: .*a\.yaml -> .*b\.yaml -> .*c\.yaml -> .*a\.yaml"):
+        load_detectron2_yaml(tmp_path / "a.yaml")
+    (tmp_path / "self.yaml").write_text("_BASE_: self.yaml\n")
+    with pytest.raises(ConversionError, match="cycle"):
+        load_detectron2_yaml(tmp_path / "self.yaml")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("- a\n- b\n", "expected a mapping at the top level, got list"),
+        ("MODEL: [unclosed\n", "is not valid yaml"),
+        ("_BASE_: [a.yaml]\n", "_BASE_ must be the path of a yaml file"),
+    ],
+)
+def test_malformed_yaml_names_the_file(tmp_path, text, message):
+    (tmp_path / "bad.yaml").write_text(text)
+    with pytest.raises(ConversionError, match=message) as error:
+        load_detectron2_yaml(tmp_path / "bad.yaml")
+    assert "bad.yaml" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("SEM_SEG_HEAD:\n    NUM_CLASSES", "'80'", r"MODEL\.SEM_SEG_HEAD\.NUM_CLASSES is '80'; expected an integer"),
+        ("SEM_SEG_HEAD:\n    NUM_CLASSES", "80.5", r"NUM_CLASSES is 80\.5; expected an integer"),
+        ("MaskDINO:\n    NUM_OBJECT_QUERIES", "12.5", r"NUM_OBJECT_QUERIES is 12\.5; expected an integer"),
+        ("MaskDINO:\n    TWO_STAGE", "'false'", r"TWO_STAGE is 'false'; expected true or false"),
+        ("MaskDINO:\n    DROPOUT", "null", r"DROPOUT is None; expected a number"),
+        ("SEM_SEG_HEAD:\n    IN_FEATURES", "[res2, 3]", r"IN_FEATURES is \['res2', 3\]; expected a list of strings"),
+    ],
+)
+def test_values_of_the_wrong_type_name_the_file_and_key(tmp_path, key, value, message):
+    base = CONFIGS_DIR / "coco/instance-segmentation/maskdino_R50_bs16_50ep_3s.yaml"
+    (tmp_path / "model.yaml").write_text(f"_BASE_: {base}\nMODEL:\n  {key}: {value}\n")
+    with pytest.raises(ConversionError, match=message) as error:
+        config_from_detectron2(load_detectron2_yaml(tmp_path / "model.yaml"))
+    assert str(error.value).startswith(f"{tmp_path / 'model.yaml'}: MODEL.")
+
+
+def test_integer_values_are_accepted_for_numbers(tmp_path):
+    base = CONFIGS_DIR / "coco/instance-segmentation/maskdino_R50_bs16_50ep_3s.yaml"
+    (tmp_path / "model.yaml").write_text(f"_BASE_: {base}\nMODEL:\n  MaskDINO:\n    CLASS_WEIGHT: 3\n    NUM_OBJECT_QUERIES: 20\n")
+    config = config_from_detectron2(load_detectron2_yaml(tmp_path / "model.yaml"))
+    assert config.class_weight == 3.0 and config.num_queries == 20

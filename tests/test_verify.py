@@ -61,8 +61,10 @@ def test_verify_fails_on_a_changed_output(tmp_path, capsys):
     changed = reference["decoder.aux.1.pred_boxes"].clone()
     changed[0, 3, 2] += 1e-2
     path = verify_file("r50_instance", tmp_path / "outputs.safetensors", **{"decoder.aux.1.pred_boxes": changed})
-    with pytest.raises(SystemExit, match=r"Verification failed \(nothing pushed\):\n  decoder.aux.1.pred_boxes: max"):
+    with pytest.raises(SystemExit, match=r"Verification failed \(nothing written, nothing pushed\):\n  decoder.aux.1.pred_boxes: max"):
         run("r50_instance", path, tmp_path / "out", capsys)
+    # the model is only written once verified
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["outputs.safetensors"]
 
 
 def test_verify_file_must_hold_inputs_and_final_outputs(converted_reference, tmp_path):

@@ -1462,6 +1462,133 @@ def target_boxes_from_masks(masks: Tensor, image_height: int, image_width: int) 
     return corners_to_center_format(boxes) / scale
 
 
+def validate_training_inputs(
+    pixel_values: Tensor,
+    mask_labels: list[Tensor] | None,
+    class_labels: list[Tensor] | None,
+    target_boxes: list[Tensor] | None,
+    num_labels: int,
+    training: bool,
+) -> None:
+    """
+    Refuses, with a `ValueError` naming the image and the field, training targets the loss would misread, and (in
+    `training` mode, where a forward updates BatchNorm statistics, or with targets) non-finite pixels, before the
+    model runs. Masks must be binary (0/1 or bool: 0/255 masks would count as 255 times the mask), class
+    labels integers in `[0, num_labels)` (float labels would be truncated), `target_boxes` finite normalised
+    `(num_targets, 4)` boxes with as many rows as masks. Float64 masks and boxes are fine (the loss casts them).
+    The values are checked with one device synchronisation; the message is built only on failure.
+    """
+    if (mask_labels is None) != (class_labels is None):
+        raise ValueError("`mask_labels` and `class_labels` must be given together.")
+    if target_boxes is not None and mask_labels is None:
+        raise ValueError("`target_boxes` needs `mask_labels` and `class_labels`.")
+    if pixel_values.dtype == torch.float64:
+        raise ValueError(
+            "`pixel_values` is float64; the model computes in float32 or lower: pass `pixel_values.float()` (or "
+            "`.to(model.dtype)`)."
+        )
+    checks = []  # (flag tensor that is True when the check fails, message builder)
+    if training or mask_labels is not None:
+        non_finite = ~torch.isfinite(pixel_values).flatten(1).all(dim=1)
+        checks.append(
+            (
+                non_finite.any(),
+                lambda: f"`pixel_values[{non_finite.nonzero()[0].item()}]` holds NaN or infinite values; nothing was "
+                "run (a training step would have spread them into the BatchNorm statistics and the weights).",
+            )
+        )
+    if mask_labels is None:
+        _raise_first_failure(checks)
+        return
+    batch_size, height, width = pixel_values.shape[0], pixel_values.shape[-2], pixel_values.shape[-1]
+    lists = {"mask_labels": mask_labels, "class_labels": class_labels}
+    if target_boxes is not None:
+        lists["target_boxes"] = target_boxes
+    for name, values in lists.items():
+        if not isinstance(values, (list, tuple)) or len(values) != batch_size:
+            raise ValueError(
+                f"`{name}` must be a list with one tensor per image ({batch_size}), got "
+                f"{len(values) if isinstance(values, (list, tuple)) else type(values).__name__}."
+            )
+        for i, value in enumerate(values):
+            if not isinstance(value, Tensor):
+                raise ValueError(f"`{name}[{i}]` must be a tensor, got {type(value).__name__}.")
+    for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
+        if masks.dim() != 3 or tuple(masks.shape[-2:]) != (height, width):
+            raise ValueError(
+                f"`mask_labels[{i}]` must have shape (num_targets, {height}, {width}) (the padded input size), got "
+                f"{tuple(masks.shape)}."
+            )
+        if labels.shape != (masks.shape[0],):
+            raise ValueError(
+                f"`class_labels[{i}]` must have shape ({masks.shape[0]},), one label per mask of `mask_labels[{i}]`, "
+                f"got {tuple(labels.shape)}."
+            )
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(
+                f"`class_labels[{i}]` must hold integer class ids (torch.long), got {labels.dtype}: float labels "
+                "would be truncated."
+            )
+        if masks.numel() and masks.dtype != torch.bool:
+            checks.append(
+                (
+                    ((masks != 0) & (masks != 1)).any(),
+                    lambda i=i, masks=masks: f"`mask_labels[{i}]` must be binary (0/1 or bool), got values "
+                    f"{masks.unique()[:6].tolist()}{' ...' if masks.unique().numel() > 6 else ''}; 0/255 masks must "
+                    "be divided by 255 (e.g. `masks > 127`).",
+                )
+            )
+        if labels.numel():
+            checks.append(
+                (
+                    (labels < 0).any() | (labels >= num_labels).any(),
+                    lambda i=i, labels=labels: f"`class_labels[{i}]` must be in [0, {num_labels - 1}] (the model has "
+                    f"{num_labels} labels), got {labels.tolist()}.",
+                )
+            )
+        if target_boxes is None:
+            continue
+        boxes = target_boxes[i]
+        if boxes.shape != (masks.shape[0], 4):
+            raise ValueError(
+                f"`target_boxes[{i}]` must have shape ({masks.shape[0]}, 4), one (center_x, center_y, width, height) "
+                f"box per mask of `mask_labels[{i}]`, got {tuple(boxes.shape)}."
+            )
+        if not boxes.is_floating_point():
+            raise ValueError(f"`target_boxes[{i}]` must be a floating-point tensor, got {boxes.dtype}.")
+        if boxes.numel():
+            checks.append(
+                (
+                    ~torch.isfinite(boxes).all() | (boxes < 0).any() | (boxes > 1).any(),
+                    lambda i=i, boxes=boxes: f"`target_boxes[{i}]` must hold finite (center_x, center_y, width, "
+                    "height) boxes normalised by the unpadded image size, all in [0, 1]; got values from "
+                    f"{boxes.min().item():g} to {boxes.max().item():g} (pixel boxes must be divided by the image "
+                    "width and height).",
+                )
+            )
+    _raise_first_failure(checks)
+
+
+def _raise_first_failure(checks: list) -> None:
+    if not checks:
+        return
+    failed = torch.stack([flag for flag, _ in checks]).tolist()  # one synchronisation for every check
+    for (_, message), fails in zip(checks, failed):
+        if fails:
+            raise ValueError(message())
+
+
+def raise_if_non_finite_loss(loss_dict: dict[str, Tensor]) -> None:
+    """Raises before the loss reaches `backward()` (and the optimizer) when any term is NaN or infinite."""
+    finite = torch.stack([torch.isfinite(value).all() for value in loss_dict.values()]).tolist()
+    bad = [name for name, ok in zip(loss_dict, finite) if not ok]
+    if bad:
+        raise ValueError(
+            f"The loss is not finite ({', '.join(bad)}): the step was stopped before any gradient or optimizer "
+            "update. Lower the learning rate, check the targets, or train in float32."
+        )
+
+
 def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor:
     """(height, width) of the valid region of each image: the extent of `pixel_mask`'s ones, or the padded size."""
     batch_size, _, height, width = pixel_values.shape
@@ -1490,7 +1617,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         self.criterion = MaskDinoLoss(config)
         self.post_init()
 
-    def _check_inputs(self, pixel_values: Tensor, pixel_mask: Tensor | None, mask_labels, class_labels) -> None:
+    def _check_inputs(self, pixel_values: Tensor, pixel_mask: Tensor | None) -> None:
         if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
                 f"`pixel_values` must have shape (batch_size, {self.config.num_channels}, height, width), got "
@@ -1511,29 +1638,6 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                 f"`pixel_mask` must have shape {(pixel_values.shape[0], *pixel_values.shape[-2:])}, got "
                 f"{tuple(pixel_mask.shape)}."
             )
-        if (mask_labels is None) != (class_labels is None):
-            raise ValueError("`mask_labels` and `class_labels` must be given together.")
-        if mask_labels is not None:
-            if len(mask_labels) != pixel_values.shape[0] or len(class_labels) != pixel_values.shape[0]:
-                raise ValueError(
-                    f"`mask_labels` and `class_labels` need one entry per image ({pixel_values.shape[0]}), got "
-                    f"{len(mask_labels)} and {len(class_labels)}."
-                )
-            for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
-                if masks.dim() != 3 or tuple(masks.shape[-2:]) != tuple(pixel_values.shape[-2:]):
-                    raise ValueError(
-                        f"`mask_labels[{i}]` must have shape (num_targets, {pixel_values.shape[-2]}, "
-                        f"{pixel_values.shape[-1]}) (the padded input size), got {tuple(masks.shape)}."
-                    )
-                if labels.shape != (masks.shape[0],):
-                    raise ValueError(
-                        f"`class_labels[{i}]` must have shape ({masks.shape[0]},) to match `mask_labels[{i}]`, got "
-                        f"{tuple(labels.shape)}."
-                    )
-                if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_labels):
-                    raise ValueError(
-                        f"`class_labels[{i}]` must be in [0, {self.config.num_labels - 1}], got {labels.tolist()}."
-                    )
 
     def build_targets(
         self, mask_labels: list[Tensor], class_labels: list[Tensor], image_sizes: Tensor, target_boxes=None
@@ -1572,7 +1676,8 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                 Per image, normalised (center_x, center_y, width, height) boxes relative to the unpadded image, used
                 instead of the boxes derived from `mask_labels`.
         """
-        self._check_inputs(pixel_values, pixel_mask, mask_labels, class_labels)
+        self._check_inputs(pixel_values, pixel_mask)
+        validate_training_inputs(pixel_values, mask_labels, class_labels, target_boxes, self.config.num_labels, self.training)
         image_sizes = valid_image_sizes(pixel_values, pixel_mask)
         targets = None
         if mask_labels is not None:
@@ -1584,6 +1689,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         if targets is not None:
             loss_dict = self.criterion(outputs, targets, outputs.denoising_meta_values)
             loss = sum(loss_dict.values())
+            raise_if_non_finite_loss(loss_dict)
 
         padded = torch.tensor(pixel_values.shape[-2:], dtype=torch.long, device=pixel_values.device)
         return MaskDinoForUniversalSegmentationOutput(
