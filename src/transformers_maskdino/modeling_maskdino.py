@@ -1507,7 +1507,7 @@ def validate_training_inputs(
     for name, values in lists.items():
         if not isinstance(values, (list, tuple)) or len(values) != batch_size:
             raise ValueError(
-                f"`{name}` must be a list with one tensor per image ({batch_size}), got "
+                f"`{name}` must be a list with one entry per image ({batch_size}), got "
                 f"{len(values) if isinstance(values, (list, tuple)) else type(values).__name__}."
             )
         for i, value in enumerate(values):
@@ -1521,8 +1521,8 @@ def validate_training_inputs(
             )
         if labels.shape != (masks.shape[0],):
             raise ValueError(
-                f"`class_labels[{i}]` must have shape ({masks.shape[0]},), one label per mask of `mask_labels[{i}]`, "
-                f"got {tuple(labels.shape)}."
+                f"`class_labels[{i}]` must have shape ({masks.shape[0]},) to match `mask_labels[{i}]` (one label per "
+                f"mask), got {tuple(labels.shape)}."
             )
         if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
             raise ValueError(
@@ -1551,8 +1551,8 @@ def validate_training_inputs(
         boxes = target_boxes[i]
         if boxes.shape != (masks.shape[0], 4):
             raise ValueError(
-                f"`target_boxes[{i}]` must have shape ({masks.shape[0]}, 4), one (center_x, center_y, width, height) "
-                f"box per mask of `mask_labels[{i}]`, got {tuple(boxes.shape)}."
+                f"`target_boxes[{i}]` must have shape ({masks.shape[0]}, 4) to match `mask_labels[{i}]` (one "
+                f"(center_x, center_y, width, height) box per mask), got {tuple(boxes.shape)}."
             )
         if not boxes.is_floating_point():
             raise ValueError(f"`target_boxes[{i}]` must be a floating-point tensor, got {boxes.dtype}.")
