@@ -12,6 +12,7 @@ from transformers_maskdino.model_card import (
     CITATION,
     MODEL_DESCRIPTION,
     PACKAGE,
+    backbone_description,
     SAMPLE_IMAGE,
     TASK_TITLES,
     card_metadata as base_card_metadata,
@@ -180,7 +181,7 @@ def render_converted_card(
     and the metadata file) and limitations."""
     config = model.config
     tasks = converted_tasks(config)
-    backbone = config.backbone_config.model_type
+    backbone = backbone_description(config)
     intro = (
         f"{MODEL_DESCRIPTION}\n\nThis repository holds the checkpoint `{checkpoint.name}` converted to 🤗 Transformers "
         f"from the original Mask DINO format. It supports {', '.join(TASK_TITLES[t].lower() for t in tasks)}.\n\n"

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from transformers_maskdino.model_card import write_fine_tuned_model_card
 from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
@@ -289,6 +290,10 @@ def train(argv: list[str] | None = None) -> TrainingResult:
     if accelerator.is_main_process:
         image_processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(evaluations, indent=2) + "\n")
+        write_fine_tuned_model_card(
+            output_dir, accelerator.unwrap_model(model), task=args.task, dataset=args.dataset_name,
+            base_model=args.model_name_or_path, training=vars(args), metrics=evaluations[-1],
+        )  # fmt: skip
     accelerator.wait_for_everyone()
     return TrainingResult(model=model, accelerator=accelerator, evaluations=evaluations, losses=losses)
 

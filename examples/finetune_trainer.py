@@ -39,6 +39,7 @@ import transformers
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from transformers_maskdino.model_card import write_fine_tuned_model_card
 from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
@@ -293,6 +294,12 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
         results.update(metrics)
+    if training_args.do_train and trainer.is_world_process_zero():
+        write_fine_tuned_model_card(
+            training_args.output_dir, model, task=data_args.task, dataset=data_args.dataset_name,
+            base_model=model_args.model_name_or_path, training={**vars(model_args), **training_args.to_dict()},
+            metrics={k: v for k, v in results.items() if k.startswith("eval_")},
+        )  # fmt: skip
     return results
 
 

@@ -129,3 +129,148 @@ def test_card_snippets_run(task, kind, small_checkpoint, capsys):
     code = re.sub(r"(?<![_a-z])threshold=0\.\d+", "threshold=0.0", code)
     exec(compile(code, f"<{task} {kind} snippet>", "exec"), {})  # noqa: S102  (the card's own code)
     assert capsys.readouterr().out.strip()
+
+
+# ------------------------------------------------------------------------------------ every conversion gets a card
+
+
+def card_sections(text):
+    return re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
+
+
+def test_released_card_has_labels_and_limitations():
+    card = render("maskdino-r50-coco-panoptic")
+    assert {"Results reported by the original", "How to use", "Labels", "Conversion", "Limitations", "Citation"} <= set(card_sections(card))
+    assert "| 0 | person | thing |" in card and "| 132 | rug-merged | stuff |" in card
+
+
+@pytest.mark.parametrize("variant, tasks", [("r50_panoptic", ("panoptic", "instance", "semantic", "detection")), ("r50_instance", ("instance", "detection")), ("r50_semantic", ("semantic",))])
+def test_conversion_from_a_config_file_writes_a_card(variant, tasks, tmp_path, capsys):
+    from convert_maskdino_to_hf import main, sha256_of
+
+    source = REFERENCE_DIR / variant
+    output_dir = tmp_path / "converted"
+    main(["--config-file", str(source / "config.yaml"), "--checkpoint", str(source / "model.pth"), "--metadata",
+          str(source / "metadata.json"), "--output-dir", str(output_dir), "--no-progress"])  # fmt: skip
+    assert f"Card:        {output_dir / 'README.md'}" in capsys.readouterr().out
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-segmentation"
+    assert {"mask-dino", "custom_code"} <= set(card.data.tags)
+    text = card.text
+    assert set(card_sections(text)) == {"Labels", "How to use", "Conversion", "Limitations", "Citation"}
+    # provenance: the checkpoint, config and metadata files with their digests
+    for path in (source / "model.pth", source / "config.yaml", source / "metadata.json"):
+        assert f"`{path.name}` (sha256 `{sha256_of(path)}`" in text
+    assert "not compared with the original's at conversion" in text
+    # labels, and usage with this checkpoint's own thresholds
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(output_dir)
+    for i, name in config.id2label.items():
+        kind = "stuff" if i in config.stuff_label_ids else "thing"
+        assert f"| {i} | {name} | {kind} |" in text
+    for task in tasks:
+        pipeline_code, model_code = task_snippets(task, str(output_dir), config.object_mask_threshold, config.overlap_threshold)
+        assert pipeline_code in text and model_code in text
+    if "panoptic" in tasks:
+        assert f"threshold={config.object_mask_threshold}, overlap_mask_area_threshold={config.overlap_threshold}" in text
+
+
+def test_conversion_card_without_metadata_or_remote_code(tmp_path):
+    from model_card import render_converted_card
+
+    from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
+
+    source = REFERENCE_DIR / "r50_instance"
+    from convert_maskdino_to_hf import convert
+
+    model, _ = convert(source / "config.yaml", source / "model.pth", tmp_path / "out", remote_code=False)
+    text = (tmp_path / "out" / "README.md").read_text()
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert "custom_code" not in card.data.tags
+    assert "trust_remote_code" not in text and "import transformers_maskdino" in text
+    assert "No dataset metadata was given" in text and "| 0 | LABEL_0 | thing |" in text
+    assert isinstance(model.config, MaskDinoConfig) and isinstance(model, MaskDinoForUniversalSegmentation)
+    verified = render_converted_card(
+        model, repo_id="org/model", checkpoint=source / "model.pth", config_file=source / "config.yaml", verification="9 outputs"
+    )
+    assert "verified against the original's outputs: 9 outputs" in verified
+
+
+# ------------------------------------------------------------------------------------------ fine-tuned saves
+
+
+def test_fine_tuned_card(tmp_path):
+    from tiny_checkpoint import LABELS, save_tiny_checkpoint
+
+    from transformers_maskdino import MaskDinoForUniversalSegmentation
+    from transformers_maskdino.model_card import task_snippets as package_snippets
+    from transformers_maskdino.model_card import write_fine_tuned_model_card
+
+    directory = save_tiny_checkpoint(tmp_path / "tuned")
+    model = MaskDinoForUniversalSegmentation.from_pretrained(directory)
+    arguments = {"max_steps": 200, "num_train_epochs": 3.0, "learning_rate": 1e-4, "per_device_train_batch_size": 4,
+                 "seed": 0, "fp16": False, "output_dir": "x", "hub_token": "secret"}  # fmt: skip
+    path = write_fine_tuned_model_card(
+        directory, model, task="panoptic", dataset="org/shapes", base_model="org/maskdino-r50-coco-panoptic",
+        training=arguments, metrics={"eval_PQ": 0.4512, "eval_PQ_th": float("nan"), "eval_runtime": 3.2, "epoch": 1.0},
+    )  # fmt: skip
+    card = ModelCard.load(path)
+    assert card.data.base_model == "org/maskdino-r50-coco-panoptic" and card.data.datasets == ["org/shapes"]
+    assert "custom_code" not in card.data.tags  # a plain save_pretrained directory: no code beside the weights
+    text = card.text
+    assert set(card_sections(text)) == {"Labels", "How to use", "Training", "Evaluation", "Limitations", "Citation"}
+    assert "fine-tuned from `org/maskdino-r50-coco-panoptic` on `org/shapes` with panoptic targets" in text
+    for i, name in enumerate(LABELS):
+        assert f"| {i} | {name} | {'stuff' if i in model.config.stuff_label_ids else 'thing'} |" in text
+    assert "| max_steps | 200 |" in text and "| learning_rate | 0.0001 |" in text and "num_train_epochs" not in text
+    assert "secret" not in text and "output_dir" not in text and "fp16" not in text
+    assert "| eval_PQ | 0.4512 |" in text and "| eval_PQ_th | not measured |" in text
+    assert "eval_runtime" not in text and "| epoch |" not in text
+    # the AutoModel snippet of the card runs as written against the saved directory (the package is installed)
+    _, model_code = package_snippets("panoptic", str(directory), 0.0, 0.8, remote_code=False)
+    assert model_code in text
+    exec(compile(model_code.replace(SAMPLE_IMAGE, str(REFERENCE_DIR / "r50_panoptic" / "image.png")), "<card>", "exec"), {})  # noqa: S102
+
+
+def test_cards_from_scratch_and_local_paths(tmp_path):
+    from tiny_checkpoint import save_tiny_checkpoint
+
+    from transformers_maskdino import MaskDinoForUniversalSegmentation
+    from transformers_maskdino.model_card import render_fine_tuned_card
+
+    directory = save_tiny_checkpoint(tmp_path / "scratch")
+    model = MaskDinoForUniversalSegmentation.from_pretrained(directory)
+    text = render_fine_tuned_card(model, repo_id=str(directory), task="semantic", dataset=str(tmp_path), base_model=None, training={"config_name": "tiny.json"})
+    (tmp_path / "README.md").write_text(text)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model is None and card.data.datasets is None  # local paths are no Hub ids
+    assert "trained from scratch" in text and "Trained from scratch: expect far lower accuracy" in text
+    assert "No evaluation was run at the end of training." in text and "| config_name | `tiny.json` |" in text
+    assert "### Semantic segmentation" in text and "### Panoptic segmentation" not in text
+
+
+@pytest.mark.parametrize("example", ["finetune_trainer", "finetune_accelerate"])
+def test_fine_tuning_examples_save_a_card(example, tmp_path):
+    from training_fixtures import import_example, one_intra_op_thread, save_synthetic_dataset, write_tiny_config
+
+    dataset_dir = save_synthetic_dataset(tmp_path / "shapes", num_train=4, num_validation=2, image_size=64)
+    config_file = write_tiny_config(tmp_path / "tiny.json")
+    output_dir = tmp_path / "out"
+    arguments = [
+        "--dataset_name", str(dataset_dir), "--config_name", str(config_file), "--output_dir", str(output_dir),
+        "--shortest_edge", "64", "--longest_edge", "128", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2", "--max_steps", "2", "--learning_rate", "1e-3", "--seed", "0",
+    ]  # fmt: skip
+    if example == "finetune_trainer":
+        arguments += ["--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu", "--report_to", "none"]
+    else:
+        arguments += ["--cpu"]
+    with one_intra_op_thread():
+        import_example(example).main(arguments)
+    card = ModelCard.load(output_dir / "README.md")
+    text = card.text
+    assert "trained from scratch" in text and "| max_steps | 2 |" in text and "| learning_rate | 0.001 |" in text
+    assert f"| config_name | `{config_file}` |" in text
+    assert re.search(r"\| (eval_)?PQ \| (\d\.\d+|0|not measured) \|", text)
+    assert "## Limitations" in text and "| 0 | " in text

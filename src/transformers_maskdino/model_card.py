@@ -9,6 +9,8 @@ use it with the right thresholds, limitations) and the card of a fine-tuned mode
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -214,10 +216,70 @@ def card_metadata(
     )
 
 
+RESNET_DEPTHS = {16: 50, 33: 101, 50: 152}  # bottleneck blocks in all stages -> ResNet-N
+
+
+def backbone_description(config) -> str:
+    """A readable name of the model's backbone, e.g. "ResNet-50" or "Swin (embed dim 192, depths [2, 2, 18, 2])"."""
+    backbone = config.backbone_config
+    if backbone.model_type == "resnet":
+        depth = RESNET_DEPTHS.get(sum(backbone.depths)) if backbone.layer_type == "bottleneck" else None
+        return f"ResNet-{depth}" if depth else f"ResNet (depths {list(backbone.depths)}, {backbone.layer_type} blocks)"
+    if backbone.model_type == "swin":
+        return f"Swin (embed dim {backbone.embed_dim}, depths {list(backbone.depths)}, window {backbone.window_size})"
+    return backbone.model_type
+
+
 def render_card(metadata: ModelCardData, title: str, sections: Sequence[str]) -> str:
     """The full `README.md` text: YAML header, title, then the sections in order."""
     body = "\n".join(section.rstrip("\n") + "\n" for section in sections)
     return f"---\n{metadata.to_yaml()}\n---\n\n# {title}\n\n{body}"
+
+
+# The settings of the examples' arguments (`TrainingArguments.to_dict()` or the accelerate example's namespace) that
+# describe a training run in its card, in this order.
+RECIPE_KEYS = (
+    "config_name",
+    "backbone_checkpoint",
+    "dataset_config_name",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "backbone_learning_rate_multiplier",
+    "weight_decay",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_grad_norm",
+    "shortest_edge",
+    "longest_edge",
+    "flip_probability",
+    "large_scale_jitter_size",
+    "mixed_precision",
+    "fp16",
+    "bf16",
+    "seed",
+)
+_RUN_STATISTICS = ("runtime", "per_second", "flos")
+
+
+def training_recipe(arguments: Mapping[str, object]) -> dict[str, object]:
+    """The entries of `arguments` that describe the training recipe (`RECIPE_KEYS`), leaving out unset ones (and
+    `num_train_epochs` when `max_steps` bounds the run)."""
+    recipe = {key: arguments[key] for key in RECIPE_KEYS if arguments.get(key) not in (None, False, "")}
+    if isinstance(recipe.get("max_steps"), int) and recipe["max_steps"] > 0:
+        recipe.pop("num_train_epochs", None)
+    elif recipe.get("max_steps") is not None:
+        recipe.pop("max_steps")
+    return recipe
+
+
+def _hub_id(name: str | None) -> str | None:
+    """`name` when it can be a Hub repository id (not a local path), for the card's metadata."""
+    if name is None or Path(name).exists() or not re.fullmatch(r"[\w.-]+/[\w.-]+|[\w.-]+", name):
+        return None
+    return name
 
 
 def _has_remote_code(directory: Path) -> bool:
@@ -226,7 +288,9 @@ def _has_remote_code(directory: Path) -> bool:
 
 
 def _format_value(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return "not measured" if math.isnan(value) else f"{value:.4g}"
+    return f"`{value}`" if isinstance(value, str) else str(value)
 
 
 def render_fine_tuned_card(
@@ -242,19 +306,27 @@ def render_fine_tuned_card(
 ) -> str:
     """
     The card of a model fine-tuned (or trained from scratch) by the examples: what it is, its labels, usage, the
-    training data and recipe (`training`: the settings that matter, e.g. steps, learning rate, batch size), the
-    evaluation `metrics` measured at the end of training, and limitations.
+    training data and recipe (`training`: the script's arguments, of which `training_recipe` keeps the settings that
+    matter), the evaluation `metrics` measured at the end of training (numbers only, run statistics left out), and
+    limitations.
     """
     config = model.config
     tasks = TASKS_OF_TRAINING_TASK[task]
     start = f"fine-tuned from `{base_model}`" if base_model else "trained from scratch (randomly initialised head)"
-    backbone = getattr(config.backbone_config, "model_type", "?")
+    backbone = backbone_description(config)
     intro = (
         f"{MODEL_DESCRIPTION}\n\nThis model was {start} on `{dataset}` with {task} targets, with the "
         f"fine-tuning examples of `{PACKAGE}`. It supports {', '.join(TASK_TITLES[t].lower() for t in tasks)}.\n\n"
         f"- Backbone: {backbone}\n- Parameters: {model.num_parameters():,}\n- Queries: {config.num_queries}\n"
     )
-    recipe = "\n".join(f"| {key} | {_format_value(value)} |" for key, value in training.items())
+    recipe = "\n".join(f"| {key} | {_format_value(value)} |" for key, value in training_recipe(training).items())
+    metrics = {
+        key: value
+        for key, value in (metrics or {}).items()
+        if isinstance(value, (int, float))
+        and key not in ("step", "epoch")
+        and not any(word in key for word in _RUN_STATISTICS)
+    }
     provenance = (
         f"## Training\n\n- Data: `{dataset}` ({task} targets)\n- Starting point: {base_model or 'random initialisation'}"
         f"\n\n| setting | value |\n|---|---|\n{recipe}\n"
@@ -270,8 +342,13 @@ def render_fine_tuned_card(
     extra = ["It was trained on one dataset with one recipe (above) and was not evaluated beyond it."]
     if not base_model:
         extra.insert(0, "Trained from scratch: expect far lower accuracy than a model fine-tuned from a pre-trained one.")
+    hub_dataset = _hub_id(dataset)
     metadata = card_metadata(
-        repo_id=repo_id, tasks=tasks, base_model=base_model or None, remote_code=remote_code
+        repo_id=repo_id,
+        tasks=tasks,
+        datasets=[hub_dataset] if hub_dataset else (),
+        base_model=_hub_id(base_model),
+        remote_code=remote_code,
     )
     sections = [
         intro,
@@ -312,4 +389,4 @@ def write_fine_tuned_model_card(
     return path
 
 
-__all__ = ["render_fine_tuned_card", "task_snippets", "write_fine_tuned_model_card"]
+__all__ = ["render_fine_tuned_card", "task_snippets", "training_recipe", "write_fine_tuned_model_card"]
