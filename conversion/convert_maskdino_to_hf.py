@@ -462,7 +462,7 @@ def labels_from_metadata(
     stuff_names = metadata.get("stuff_classes") or []
     thing_names = metadata.get("thing_classes") or []
     # detectron2 panoptic metadata lists every class in `stuff_classes`; instance metadata only things
-    key, names = ("stuff_classes", stuff_names) if len(stuff_names) == num_labels else ("thing_classes", thing_names)
+    names = stuff_names if len(stuff_names) == num_labels else thing_names
     if len(names) != num_labels:
         raise ConversionError(
             f"{source}: neither `stuff_classes` ({len(stuff_names)} names) nor `thing_classes` ({len(thing_names)}) "

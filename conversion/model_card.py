@@ -1,10 +1,11 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
-"""The model card (`README.md`) written beside a converted released checkpoint."""
+"""The model cards (`README.md`) written beside converted checkpoints: a released one (with the original's metrics), or
+any other checkpoint converted from `--config-file`."""
 
-import hashlib
 from pathlib import Path
 
+from convert_maskdino_to_hf import sha256_of
 from huggingface_hub import EvalResult, ModelCardData
 from released import ORIGINAL_COMMIT, ORIGINAL_REPO, ReleasedCheckpoint
 
@@ -12,16 +13,16 @@ from transformers_maskdino.model_card import (
     CITATION,
     MODEL_DESCRIPTION,
     PACKAGE,
-    backbone_description,
     SAMPLE_IMAGE,
     TASK_TITLES,
-    card_metadata as base_card_metadata,
+    backbone_description,
     labels_section,
     limitations_section,
     render_card,
     task_snippets,
     usage_section,
 )
+from transformers_maskdino.model_card import card_metadata as base_card_metadata
 
 __all__ = ["SAMPLE_IMAGE", "card_metadata", "render_converted_card", "render_model_card", "task_snippets"]
 
@@ -32,8 +33,8 @@ METRIC_TASK_NAMES = {
     "semantic-segmentation": "Semantic segmentation",
 }
 CONVERSION_LIMITATIONS = (
-    "The port reproduces the original implementation tensor by tensor (max difference at most 1e-4 relative) on "
-    "reference runs of the original code; results on other inputs may differ from the original's by float rounding.",
+    ("The port reproduces the original implementation tensor by tensor (max difference at most 1e-4 relative) on "
+    "reference runs of the original code; results on other inputs may differ from the original's by float rounding."),
 )
 
 
@@ -147,14 +148,6 @@ from the `{PACKAGE}` repository.
     return render_card(card_metadata(entry, dataset, repo_id), title, sections)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def converted_tasks(config) -> tuple[str, ...]:
     """What a converted model is for: every head of Mask DINO works on any checkpoint, but panoptic needs stuff
     classes and a semantic-only checkpoint was trained without box supervision of things."""
@@ -194,7 +187,7 @@ def render_converted_card(
     else:
         verified = f"At conversion, it was verified against the original's outputs: {verification}."
     metadata_text = (
-        f"- Labels: `{metadata_file.name}` (sha256 `{_sha256(metadata_file)}`)\n"
+        f"- Labels: `{metadata_file.name}` (sha256 `{sha256_of(metadata_file)}`)\n"
         if metadata_file is not None
         else "- Labels: none given at conversion, so the classes are named `LABEL_0`, `LABEL_1`, ...\n"
     )
@@ -202,8 +195,8 @@ def render_converted_card(
     if metadata_file is not None:
         command += f" --metadata {metadata_file.name}"
     provenance = (
-        f"## Conversion\n\n- Checkpoint: `{checkpoint.name}` (sha256 `{source_sha256 or _sha256(checkpoint)}`)\n"
-        f"- Config: `{config_file.name}` (sha256 `{_sha256(config_file)}`, with the `_BASE_` files it names)\n"
+        f"## Conversion\n\n- Checkpoint: `{checkpoint.name}` (sha256 `{source_sha256 or sha256_of(checkpoint)}`)\n"
+        f"- Config: `{config_file.name}` (sha256 `{sha256_of(config_file)}`, with the `_BASE_` files it names)\n"
         f"{metadata_text}\n{verified} Converted with\n\n```bash\npython conversion/convert_maskdino_to_hf.py "
         f"{command} --output-dir OUTPUT\n```\n\nfrom the `{PACKAGE}` repository. The training data, recipe and "
         "accuracy of the checkpoint are those of whoever trained it; this conversion does not record them.\n"

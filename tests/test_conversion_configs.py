@@ -235,10 +235,8 @@ def test_semantic_only_checkpoints_combine_class_and_mask_scores_before_resizing
 
 
 def test_every_key_of_the_original_dumps_and_yamls_is_known():
-    from convert_maskdino_to_hf import KNOWN_KEYS, flatten_keys
-
     import yaml
-    from convert_maskdino_to_hf import Detectron2YamlLoader
+    from convert_maskdino_to_hf import KNOWN_KEYS, Detectron2YamlLoader, flatten_keys
 
     for variant in REFERENCE_VARIANTS:
         for name in ("config.yaml", "config_loss.yaml"):

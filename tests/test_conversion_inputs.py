@@ -25,8 +25,18 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SOURCE = REFERENCE_DIR / "r50_instance"
 
 
-def run_main(output_dir, checkpoint=SOURCE / "model.pth", metadata=SOURCE / "metadata.json", config=SOURCE / "config.yaml"):
-    args = ["--config-file", str(config), "--checkpoint", str(checkpoint), "--output-dir", str(output_dir), "--no-progress"]
+def run_main(
+    output_dir, checkpoint=SOURCE / "model.pth", metadata=SOURCE / "metadata.json", config=SOURCE / "config.yaml"
+):
+    args = [
+        "--config-file",
+        str(config),
+        "--checkpoint",
+        str(checkpoint),
+        "--output-dir",
+        str(output_dir),
+        "--no-progress",
+    ]
     if metadata is not None:
         args += ["--metadata", str(metadata)]
     main(args)
@@ -50,7 +60,9 @@ def siblings(directory: Path) -> list[str]:
 def test_text_file_as_checkpoint_names_the_file(tmp_path):
     text = tmp_path / "notes.pth"
     text.write_text("these are my notes, not a checkpoint\n" * 10)
-    with pytest.raises(ConversionError, match=r"notes\.pth cannot be read as a PyTorch checkpoint .*Expected the original's"):
+    with pytest.raises(
+        ConversionError, match=r"notes\.pth cannot be read as a PyTorch checkpoint .*Expected the original's"
+    ):
         load_original_state_dict(text)
 
 
@@ -71,7 +83,9 @@ def test_checkpoint_that_is_no_state_dict_names_the_entries(tmp_path, content, m
 
 def test_non_finite_weights_are_reported_by_name(tmp_path):
     original = reference_state_dict()
-    original["sem_seg_head.predictor.class_embed.weight"] = original["sem_seg_head.predictor.class_embed.weight"].clone()
+    original["sem_seg_head.predictor.class_embed.weight"] = original[
+        "sem_seg_head.predictor.class_embed.weight"
+    ].clone()
     original["sem_seg_head.predictor.class_embed.weight"][0, 0] = float("nan")
     original["backbone.stem.conv1.weight"] = original["backbone.stem.conv1.weight"].clone()
     original["backbone.stem.conv1.weight"][0, 0, 0, 0] = float("inf")
@@ -86,9 +100,14 @@ def test_non_finite_weights_are_reported_by_name(tmp_path):
 
 def test_integer_weights_are_refused(tmp_path):
     original = reference_state_dict()
-    original["sem_seg_head.predictor.class_embed.bias"] = torch.zeros_like(original["sem_seg_head.predictor.class_embed.bias"], dtype=torch.long)
+    original["sem_seg_head.predictor.class_embed.bias"] = torch.zeros_like(
+        original["sem_seg_head.predictor.class_embed.bias"], dtype=torch.long
+    )
     torch.save({"model": original}, tmp_path / "int.pth")
-    with pytest.raises(ConversionError, match=r"integer or boolean tensors where the model has floating-point weights .*\n  model\.decoder\.class_embed\.bias \(torch\.int64\)"):
+    with pytest.raises(
+        ConversionError,
+        match=r"integer or boolean tensors where the model has floating-point weights .*\n  model\.decoder\.class_embed\.bias \(torch\.int64\)",
+    ):
         run_main(tmp_path / "out", checkpoint=tmp_path / "int.pth")
     assert not (tmp_path / "out").exists()
 
@@ -98,10 +117,22 @@ def test_integer_weights_are_refused(tmp_path):
     [
         ('["thing_0", "thing_1"]', r"meta\.json holds a JSON list; expected an object with `thing_classes`"),
         ('{"thing_classes": [1, 2]', r"meta\.json is not valid JSON: Expecting"),
-        ('{"thing_classes": "cat, dog"}', r"meta\.json: `thing_classes` must be a list of class names, got 'cat, dog'"),
-        ('{"thing_dataset_id_to_contiguous_id": {"1": "a"}}', r"meta\.json: `thing_dataset_id_to_contiguous_id` must map dataset ids to contiguous integer ids"),
-        ('{"thing_classes": ["a", "b"]}', r"meta\.json: neither `stuff_classes` \(0 names\) nor `thing_classes` \(2\) names as many classes as the model has \(7"),
-        ('{"thing_classes": ["a", "b", "c", "d", "e", "f", "g"], "thing_dataset_id_to_contiguous_id": {"1": 9}}', r"meta\.json: the `\*_dataset_id_to_contiguous_id` maps give contiguous ids \[9\], outside 0\.\.6"),
+        (
+            '{"thing_classes": "cat, dog"}',
+            r"meta\.json: `thing_classes` must be a list of class names, got 'cat, dog'",
+        ),
+        (
+            '{"thing_dataset_id_to_contiguous_id": {"1": "a"}}',
+            r"meta\.json: `thing_dataset_id_to_contiguous_id` must map dataset ids to contiguous integer ids",
+        ),
+        (
+            '{"thing_classes": ["a", "b"]}',
+            r"meta\.json: neither `stuff_classes` \(0 names\) nor `thing_classes` \(2\) names as many classes as the model has \(7",
+        ),
+        (
+            '{"thing_classes": ["a", "b", "c", "d", "e", "f", "g"], "thing_dataset_id_to_contiguous_id": {"1": 9}}',
+            r"meta\.json: the `\*_dataset_id_to_contiguous_id` maps give contiguous ids \[9\], outside 0\.\.6",
+        ),
     ],
 )
 def test_malformed_metadata_names_the_file_and_key(tmp_path, text, message):
@@ -124,7 +155,7 @@ def previous_conversion(tmp_path_factory):
 
 
 def copy_previous(previous_conversion, tmp_path) -> Path:
-    directory, files = previous_conversion
+    _, files = previous_conversion
     target = tmp_path / "model"
     target.mkdir()
     for name, content in files.items():
@@ -180,13 +211,17 @@ converter.main(["--config-file", {str(SOURCE / "config.yaml")!r}, "--checkpoint"
                 "--metadata", {str(SOURCE / "metadata.json")!r}, "--output-dir", {str(target)!r}])
 """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert snapshot(target) == before
     # what the killed run left is a hidden staging directory without a processor config: not a loadable model
     (left,) = siblings(target)
     assert left.startswith(".model.partial-")
-    assert (tmp_path / left / "model.safetensors").is_file() and not (tmp_path / left / "preprocessor_config.json").exists()
+    assert (tmp_path / left / "model.safetensors").is_file() and not (
+        tmp_path / left / "preprocessor_config.json"
+    ).exists()
     # the next conversion into the same place removes it
     run_main(target)
     assert siblings(target) == []
@@ -199,4 +234,6 @@ def test_directory_with_other_files_is_not_replaced(tmp_path):
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(ConversionError, match=r"Refusing to replace .*mine: it holds notes\.txt"):
         run_main(target)
-    assert (target / "notes.txt").read_text() == "keep me" and sorted(p.name for p in target.iterdir()) == ["notes.txt"]
+    assert (target / "notes.txt").read_text() == "keep me" and sorted(p.name for p in target.iterdir()) == [
+        "notes.txt"
+    ]

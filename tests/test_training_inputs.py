@@ -45,21 +45,29 @@ def test_0_255_masks_are_refused():
     model = training_model()
     pixel_values, masks, labels = batch()
     masks[1] = masks[1] * 255
-    with pytest.raises(ValueError, match=r"`mask_labels\[1\]` must be binary \(0/1 or bool\), got values \[0\.0, 255\.0\]; 0/255 masks must be divided by 255"):
+    with pytest.raises(
+        ValueError,
+        match=r"`mask_labels\[1\]` must be binary \(0/1 or bool\), got values \[0\.0, 255\.0\]; 0/255 masks must be divided by 255",
+    ):
         model(pixel_values=pixel_values, mask_labels=masks, class_labels=labels)
     # the same masks as bool or 0/1 integers are fine, and give the loss of 0/1 float masks
     torch.manual_seed(0)
     expected = model(pixel_values=pixel_values, mask_labels=[m.clamp(max=1) for m in masks], class_labels=labels).loss
     for cast in (torch.bool, torch.uint8, torch.float64):
         torch.manual_seed(0)
-        loss = model(pixel_values=pixel_values, mask_labels=[(m > 0).to(cast) for m in masks], class_labels=labels).loss
+        loss = model(
+            pixel_values=pixel_values, mask_labels=[(m > 0).to(cast) for m in masks], class_labels=labels
+        ).loss
         torch.testing.assert_close(loss, expected)
 
 
 @pytest.mark.parametrize(
     "labels, message",
     [
-        (torch.tensor([1.7]), r"`class_labels\[1\]` must hold integer class ids \(torch\.long\), got torch\.float32: float labels would be truncated"),
+        (
+            torch.tensor([1.7]),
+            r"`class_labels\[1\]` must hold integer class ids \(torch\.long\), got torch\.float32: float labels would be truncated",
+        ),
         (torch.tensor([True]), r"`class_labels\[1\]` must hold integer class ids"),
         (torch.tensor([4]), r"`class_labels\[1\]` must be in \[0, 3\] \(the model has 4 labels\), got \[4\]"),
         (torch.tensor([-1]), r"`class_labels\[1\]` must be in \[0, 3\]"),
@@ -79,10 +87,16 @@ def test_bad_class_labels_are_refused(labels, message):
     [
         (torch.rand(2, 3), r"`target_boxes\[0\]` must have shape \(2, 4\) to match `mask_labels\[0\]`"),
         (torch.rand(3, 4), r"`target_boxes\[0\]` must have shape \(2, 4\)"),
-        (torch.tensor([[10.0, 20.0, 5.0, 5.0], [0.5, 0.5, 0.1, 0.1]]), r"`target_boxes\[0\]` must hold finite .* all in \[0, 1\]; got values from 0\.1 to 20 \(pixel boxes must be divided"),
+        (
+            torch.tensor([[10.0, 20.0, 5.0, 5.0], [0.5, 0.5, 0.1, 0.1]]),
+            r"`target_boxes\[0\]` must hold finite .* all in \[0, 1\]; got values from 0\.1 to 20 \(pixel boxes must be divided",
+        ),
         (torch.tensor([[0.5, 0.5, float("nan"), 0.1], [0.5, 0.5, 0.1, 0.1]]), r"`target_boxes\[0\]` must hold finite"),
         (torch.tensor([[0.5, 0.5, -0.1, 0.1], [0.5, 0.5, 0.1, 0.1]]), r"all in \[0, 1\]"),
-        (torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]), r"`target_boxes\[0\]` must be a floating-point tensor, got torch\.int64"),
+        (
+            torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]),
+            r"`target_boxes\[0\]` must be a floating-point tensor, got torch\.int64",
+        ),
     ],
 )
 def test_bad_target_boxes_are_refused(boxes, message):
@@ -147,7 +161,9 @@ def test_non_finite_loss_raises_before_the_optimizer_step():
         model.model.decoder.class_embed.bias.fill_(float("inf"))
     weights["model.decoder.class_embed.bias"] = model.model.decoder.class_embed.bias.clone()
     pixel_values, masks, labels = batch()
-    with pytest.raises(ValueError, match=r"The loss is not finite \(loss_ce, .*\): the step was stopped before any gradient"):
+    with pytest.raises(
+        ValueError, match=r"The loss is not finite \(loss_ce, .*\): the step was stopped before any gradient"
+    ):
         model(pixel_values=pixel_values, mask_labels=masks, class_labels=labels).loss.backward()
     optimizer.step()  # no gradients: nothing changes
     assert all(torch.equal(weights[k], v) for k, v in model.named_parameters())
@@ -161,5 +177,9 @@ def test_valid_batch_still_trains():
     assert torch.isfinite(outputs.loss)
     outputs.loss.backward()
     # images without targets are fine too
-    empty = model(pixel_values=pixel_values, mask_labels=[torch.zeros(0, HEIGHT, WIDTH)] * 2, class_labels=[torch.zeros(0, dtype=torch.long)] * 2)
+    empty = model(
+        pixel_values=pixel_values,
+        mask_labels=[torch.zeros(0, HEIGHT, WIDTH)] * 2,
+        class_labels=[torch.zeros(0, dtype=torch.long)] * 2,
+    )
     assert torch.isfinite(empty.loss)

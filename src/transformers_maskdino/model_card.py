@@ -56,13 +56,19 @@ TASKS_OF_TRAINING_TASK = {
 }
 
 COMMON_LIMITATIONS = (
-    "It recognises only the classes listed above, as they were annotated in its training data; anything else is "
-    "either missed or given the closest of these labels.",
-    "Accuracy depends on how close the images are to the training data (viewpoint, resolution, domain). Measure it "
-    "on your own data before relying on it; scores are not calibrated probabilities.",
-    "The deformable attention runs as compiled C++/CUDA kernels when `transformers_maskdino` is installed with a "
-    "working compiler, and through an equivalent pure-PyTorch path otherwise (slower, same results up to float "
-    "rounding).",
+    (
+        "It recognises only the classes listed above, as they were annotated in its training data; anything else is "
+        "either missed or given the closest of these labels."
+    ),
+    (
+        "Accuracy depends on how close the images are to the training data (viewpoint, resolution, domain). Measure it "
+        "on your own data before relying on it; scores are not calibrated probabilities."
+    ),
+    (
+        "The deformable attention runs as compiled C++/CUDA kernels when `transformers_maskdino` is installed with a "
+        "working compiler, and through an equivalent pure-PyTorch path otherwise (slower, same results up to float "
+        "rounding)."
+    ),
 )
 
 
@@ -157,7 +163,11 @@ for mask, segment in zip(result["segmentation"], result["segments_info"]):
 
 
 def usage_section(
-    tasks: Sequence[str], repo_id: str, object_mask_threshold: float, overlap_threshold: float, remote_code: bool = True
+    tasks: Sequence[str],
+    repo_id: str,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+    remote_code: bool = True,
 ) -> str:
     """The "How to use" section: how to install, then a pipeline and an AutoModel snippet per task."""
     if remote_code:
@@ -186,7 +196,8 @@ def labels_section(id2label: Mapping[int, str], stuff_label_ids: Sequence[int]) 
     """The "Labels" section: every class with its id and whether it is a thing or stuff."""
     stuff = set(stuff_label_ids)
     rows = "\n".join(
-        f"| {i} | {str(id2label[i]).replace('|', '/')} | {'stuff' if i in stuff else 'thing'} |" for i in sorted(id2label)
+        f"| {i} | {str(id2label[i]).replace('|', '/')} | {'stuff' if i in stuff else 'thing'} |"
+        for i in sorted(id2label)
     )
     return (
         f"## Labels\n\n{len(id2label)} classes ({len(id2label) - len(stuff)} things, {len(stuff)} stuff), as in "
@@ -209,7 +220,12 @@ def card_metadata(
         library_name="transformers",
         pipeline_tag="image-segmentation",
         datasets=list(datasets) or None,
-        tags=["vision", "image-segmentation", "mask-dino", *(["custom_code"] if kwargs.pop("remote_code", True) else [])]
+        tags=[
+            "vision",
+            "image-segmentation",
+            "mask-dino",
+            *(["custom_code"] if kwargs.pop("remote_code", True) else []),
+        ]
         + [TASK_TAGS[t] for t in tasks],
         model_name=repo_id.rstrip("/").split("/")[-1],
         **kwargs,
@@ -341,7 +357,9 @@ def render_fine_tuned_card(
         provenance += "\nNo evaluation was run at the end of training.\n"
     extra = ["It was trained on one dataset with one recipe (above) and was not evaluated beyond it."]
     if not base_model:
-        extra.insert(0, "Trained from scratch: expect far lower accuracy than a model fine-tuned from a pre-trained one.")
+        extra.insert(
+            0, "Trained from scratch: expect far lower accuracy than a model fine-tuned from a pre-trained one."
+        )
     hub_dataset = _hub_id(dataset)
     metadata = card_metadata(
         repo_id=repo_id,
