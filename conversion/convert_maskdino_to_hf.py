@@ -1105,9 +1105,16 @@ def check_reload(model: MaskDinoForUniversalSegmentation, directory: Path) -> Ma
     return reloaded
 
 
-# What a conversion writes: a directory holding only these may be replaced by a new conversion.
+# What a conversion writes (and sharded weights): a directory holding only these may be replaced by a new conversion.
 CONVERSION_FILES = frozenset(
-    ("config.json", "model.safetensors", "preprocessor_config.json", "README.md", *(f"{m}.py" for m in REMOTE_CODE_MODULES))
+    (
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "preprocessor_config.json",
+        "README.md",
+        *(f"{m}.py" for m in REMOTE_CODE_MODULES),
+    )
 )
 _STAGING_INFIX = ".partial-"
 
@@ -1138,7 +1145,11 @@ def staged_directory(output_dir: str | Path):
     if output_dir.exists():
         if not output_dir.is_dir():
             raise ConversionError(f"{output_dir} exists and is not a directory.")
-        others = sorted(p.name for p in output_dir.iterdir() if p.name not in CONVERSION_FILES)
+        others = sorted(
+            p.name
+            for p in output_dir.iterdir()
+            if p.name not in CONVERSION_FILES and not re.fullmatch(r"model-\d+-of-\d+\.safetensors", p.name)
+        )
         if others:
             raise ConversionError(
                 f"Refusing to replace {output_dir}: it holds {', '.join(others[:10])}, which a conversion does not "
@@ -1519,4 +1530,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ConversionError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None

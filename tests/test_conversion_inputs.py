@@ -237,3 +237,19 @@ def test_directory_with_other_files_is_not_replaced(tmp_path):
     assert (target / "notes.txt").read_text() == "keep me" and sorted(p.name for p in target.iterdir()) == [
         "notes.txt"
     ]
+
+
+def test_command_line_fails_on_a_misspelt_key_without_writing(tmp_path):
+    # the case: exit 0, "reload OK" and num_queries 100 before
+    (tmp_path / "model.yaml").write_text(f"_BASE_: {SOURCE / 'config.yaml'}\nMODEL:\n  MaskDINO:\n    NUM_OBJECT_QUERIEZ: 20\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "conversion" / "convert_maskdino_to_hf.py"), "--config-file", str(tmp_path / "model.yaml"),
+         "--checkpoint", str(SOURCE / "model.pth"), "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'model.yaml'} sets keys that detectron2 does not have:",
+        "  unknown key MODEL.MaskDINO.NUM_OBJECT_QUERIEZ; did you mean MODEL.MaskDINO.NUM_OBJECT_QUERIES?",
+    ]
+    assert not (tmp_path / "out").exists()
