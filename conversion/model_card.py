@@ -13,6 +13,7 @@ from transformers_maskdino.model_card import (
     CITATION,
     MODEL_DESCRIPTION,
     PACKAGE,
+    REMOTE_CODE_REQUIREMENTS,
     SAMPLE_IMAGE,
     TASK_TITLES,
     backbone_description,
@@ -24,7 +25,14 @@ from transformers_maskdino.model_card import (
 )
 from transformers_maskdino.model_card import card_metadata as base_card_metadata
 
-__all__ = ["SAMPLE_IMAGE", "card_metadata", "render_converted_card", "render_model_card", "task_snippets"]
+__all__ = [
+    "REMOTE_CODE_REQUIREMENTS",
+    "SAMPLE_IMAGE",
+    "card_metadata",
+    "render_converted_card",
+    "render_model_card",
+    "task_snippets",
+]
 
 METRIC_TASK_NAMES = {
     "instance-segmentation": "Instance segmentation",
