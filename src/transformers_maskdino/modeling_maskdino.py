@@ -25,7 +25,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .configuration_maskdino import MaskDinoConfig
 from .loss_maskdino import MaskDinoLoss
 
-try:  # absolute: remote code finds the kernel builder only where the package is installed
+try:  # absolute: remote code (no kernel sources beside it) gets the compiled kernel only where the package is installed
     from transformers_maskdino import msda_kernels
 except ImportError:
     msda_kernels = None
@@ -226,9 +226,18 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def use_compiled_deformable_attention(value: Tensor) -> bool:
+    """Kernel dispatch: the package's compiled C++/CUDA op runs where the package is installed with its kernel
+    sources, `MASKDINO_KERNELS` (`auto` by default, `off`, `require`) allows it and it supports `value`'s device and
+    dtype; see docs/kernels.md. A Hub kernel (`from_pretrained(..., use_kernels=True)` with `kernels` installed)
+    replaces `MultiScaleDeformableAttention.forward` as a whole, so it bypasses this choice."""
+    return msda_kernels is not None and msda_kernels.use_compiled_kernel(value)
+
+
 @use_kernel_forward_from_hub("MultiScaleDeformableAttention")
 class MultiScaleDeformableAttention(nn.Module):
-    """Stateless multi-scale deformable attention: compiled kernel when available, else bilinear `grid_sample`."""
+    """Stateless multi-scale deformable attention: the compiled kernel where it applies, else bilinear `grid_sample`
+    (Deformable DETR's layer, whose signature Hub kernels implement)."""
 
     def forward(
         self,
@@ -240,13 +249,13 @@ class MultiScaleDeformableAttention(nn.Module):
         attention_weights: Tensor,
         im2col_step: int,
     ):
-        if msda_kernels is not None:
-            kernel_output = msda_kernels.multi_scale_deformable_attention_kernel(
-                value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step
+        if use_compiled_deformable_attention(value):
+            return msda_kernels.multi_scale_deformable_attention(
+                value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights
             )
-            if kernel_output is not None:
-                return kernel_output
 
+        # Adapted from transformers.models.deformable_detr.modeling_deformable_detr.MultiScaleDeformableAttention.forward
+        # (the same operations, shorter names)
         batch_size, _, num_heads, head_dim = value.shape
         _, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
         value_list = value.split([height * width for height, width in value_spatial_shapes_list], dim=1)
