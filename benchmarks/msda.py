@@ -11,6 +11,11 @@ must allocate. Linux only for the memory columns.
 
     python benchmarks/msda.py                 # both sizes, 2 threads
     python benchmarks/msda.py --case decoder --repeats 9
+    python benchmarks/msda.py --dtypes        # C++ kernel with float32 vs bfloat16 / float16 values, interleaved
+
+With `--dtypes`, the value tensor is cast to each dtype while locations and weights stay float32 (what the kernel
+sees under autocast); the grid_sample path in bfloat16 (what bf16 autocast ran before the kernel took bfloat16) is
+timed beside it.
 """
 
 from __future__ import annotations
@@ -66,17 +71,15 @@ def run(implementation: str, inputs):
             inputs["sampling_locations"],
             inputs["attention_weights"],
         )
-    output = msda_kernels.multi_scale_deformable_attention_kernel(
+    if not msda_kernels.use_compiled_kernel(inputs["value"]):
+        raise RuntimeError("the C++ kernel is not available")
+    return msda_kernels.multi_scale_deformable_attention(
         inputs["value"],
         inputs["value_spatial_shapes"],
         inputs["level_start_index"],
         inputs["sampling_locations"],
         inputs["attention_weights"],
-        64,
     )
-    if output is None:
-        raise RuntimeError("the C++ kernel is not available")
-    return output
 
 
 def one_call(implementation: str, mode: str, inputs, grad_output):
@@ -152,12 +155,87 @@ def time_interleaved(case: str, mode: str, repeats: int):
     }
 
 
+DTYPE_SETTINGS = {
+    "cpp float32": ("cpp", torch.float32),
+    "cpp bfloat16": ("cpp", torch.bfloat16),
+    "cpp float16": ("cpp", torch.float16),
+    "pytorch bfloat16": ("pytorch", torch.bfloat16),
+}
+
+
+def time_dtypes(case: str, mode: str, repeats: int):
+    """The C++ kernel with float32, bfloat16 and float16 values (locations and weights float32) and the grid_sample
+    path in bfloat16, interleaved (order rotating every repetition). Ratios are float32-kernel time / setting time."""
+    base = build_inputs(case, requires_grad=False)
+    grad_output = torch.randn(1, CASES[case], 256)
+    per_setting = {}
+    for setting, (implementation, dtype) in DTYPE_SETTINGS.items():
+        inputs = dict(base)
+        inputs["value"] = base["value"].to(dtype).requires_grad_(mode != "forward")
+        for name in ("sampling_locations", "attention_weights"):
+            inputs[name] = base[name].clone().requires_grad_(mode != "forward")
+        if implementation == "pytorch":  # as under autocast: everything in bfloat16
+            inputs["sampling_locations"] = inputs["sampling_locations"].detach().to(dtype).requires_grad_(mode != "forward")
+            inputs["attention_weights"] = inputs["attention_weights"].detach().to(dtype).requires_grad_(mode != "forward")
+        per_setting[setting] = (implementation, inputs, grad_output.to(dtype))
+    reference = one_call("cpp", "forward", per_setting["cpp float32"][1], grad_output)
+    errors = {}
+    for setting, (implementation, inputs, grad) in per_setting.items():  # warm-up, and the output's error
+        output = one_call(implementation, mode, inputs, grad)
+        output = output[0] if isinstance(output, tuple) else output
+        errors[setting] = max_relative_error(output.float(), reference)
+    names = list(DTYPE_SETTINGS)
+    times = {name: [] for name in names}
+    for repeat in range(repeats):
+        order = names[repeat % len(names):] + names[: repeat % len(names)]
+        for name in order:
+            implementation, inputs, grad = per_setting[name]
+            gc.collect()
+            start = time.perf_counter()
+            one_call(implementation, mode, inputs, grad)
+            times[name].append(time.perf_counter() - start)
+    return {
+        name: {
+            "ms": 1e3 * statistics.median(times[name]),
+            "speed_vs_cpp_float32": statistics.median(
+                [f / t for f, t in zip(times["cpp float32"], times[name])]
+            ),
+            "max_relative_error_vs_cpp_float32": errors[name],
+        }
+        for name in names
+    }
+
+
+def main_dtypes(args):
+    cases = list(CASES) if args.case == "all" else [args.case]
+    print(f"# load average before: {open('/proc/loadavg').read().strip()}")
+    rows = []
+    for case in cases:
+        for mode in MODES:
+            repeats = args.repeats or (5 if case == "encoder" else 15)
+            result = time_dtypes(case, mode, repeats)
+            rows.append((case, mode, repeats, result))
+            print(f"# {case} {mode}: {json.dumps(result)}", flush=True)
+    print(f"# load average after: {open('/proc/loadavg').read().strip()}")
+    print()
+    print("| case | pass | " + " | ".join(DTYPE_SETTINGS) + " |")
+    print("|---|---|" + "---|" * len(DTYPE_SETTINGS))
+    for case, mode, repeats, result in rows:
+        cells = [
+            f"{result[name]['ms']:.1f} ms (**{result[name]['speed_vs_cpp_float32']:.2f}x**, err "
+            f"{result[name]['max_relative_error_vs_cpp_float32']:.1e})"
+            for name in DTYPE_SETTINGS
+        ]
+        print(f"| {case} (Q={CASES[case]}), n={repeats} | {mode} | " + " | ".join(cells) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per implementation")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
+    parser.add_argument("--dtypes", action="store_true", help="C++ kernel: float32 vs bfloat16/float16 values")
     parser.add_argument("--probe", nargs=3, metavar=("IMPL", "CASE", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -170,6 +248,9 @@ def main():
     start = time.time()
     msda_kernels.load_kernel("cpu")
     print(f"# torch {torch.__version__}, {args.threads} threads, C++ kernel loaded in {time.time() - start:.1f} s")
+    if args.dtypes:
+        main_dtypes(args)
+        return
     cases = list(CASES) if args.case == "all" else [args.case]
     rows = []
     for case in cases:

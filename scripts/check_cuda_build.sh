@@ -25,7 +25,7 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 start=$(date +%s%N)
-# Same flags as the JIT build: msda_kernels._CUDA_CFLAGS plus what torch.utils.cpp_extension adds.
+# Same flags as the JIT build: msda_build.CUDA_CFLAGS plus what torch.utils.cpp_extension adds.
 "$NVCC" -O3 -lineinfo -std=c++20 --expt-relaxed-constexpr -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
     -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ --fatbin "${GENCODE[@]}" -Xptxas -v --threads 2 \
     -I"$REPO/kernels/ms_deform_attn" "$SOURCE" -o "$WORK/msda_cuda.fatbin" > "$WORK/ptxas.log" 2>&1 || {

@@ -2,11 +2,20 @@
 # Licensed under the Apache License, Version 2.0.
 """Shared test helpers: where the reference fixtures are, and converted copies of them (made once per session)."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never build into the user's kernel cache (~/.cache/torch_extensions), where other environments may be building
+# at the same time: without TORCH_EXTENSIONS_DIR set, the session gets its own, removed at exit. Subprocesses inherit it.
+if not os.environ.get("TORCH_EXTENSIONS_DIR"):
+    os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="maskdino-test-extensions-")
+    atexit.register(shutil.rmtree, os.environ["TORCH_EXTENSIONS_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("MASKDINO_REFERENCE_DIR", REPO.parent / "shared" / "reference"))

@@ -1,7 +1,10 @@
-"""Compiled multi-scale deformable attention (CPU build) against the PyTorch path, and the loader's policies.
+# Copyright 2026 The transformers-maskdino authors. All rights reserved.
+# Licensed under the Apache License, Version 2.0.
+"""Compiled multi-scale deformable attention (CPU build) against the PyTorch path, the dispatch and its policies.
 
-The CPU kernel is compiled once per session (about 20 s on 2 cores; cached in TORCH_EXTENSIONS_DIR or torch's default
-extension cache, so later sessions load it in milliseconds). GPU checks live in test_kernels_cuda.py (`pytest -m cuda`).
+The CPU kernel is compiled once per session (about 20 s on 2 cores) into TORCH_EXTENSIONS_DIR, which conftest.py points
+at a temporary directory unless it is set. The cache itself is tested in test_kernels_cache.py; GPU checks live in
+test_kernels_cuda.py (`pytest -m cuda`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 import torch
 from msda_reference import make_inputs, max_relative_error, pytorch_path
 
-from transformers_maskdino import msda_kernels
+from transformers_maskdino import msda_build, msda_kernels
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +51,8 @@ def fresh_state(monkeypatch):
 
 
 def run_kernel(inputs):
-    output = msda_kernels.multi_scale_deformable_attention_kernel(*(inputs[name] for name in KERNEL_ARGS), 64)
-    assert output is not None, "the compiled kernel was expected to run"
-    return output
+    assert msda_kernels.use_compiled_kernel(inputs["value"]), "the compiled kernel was expected to run"
+    return msda_kernels.multi_scale_deformable_attention(*(inputs[name] for name in KERNEL_ARGS))
 
 
 def run_reference(inputs):
@@ -115,8 +117,8 @@ def test_float64_gradcheck(cpu_kernel):
         locations.add_(too_close * 3e-3 / shapes)
 
     def function(value, sampling_locations, attention_weights):
-        return msda_kernels.multi_scale_deformable_attention_kernel(
-            value, inputs["value_spatial_shapes"], inputs["level_start_index"], sampling_locations, attention_weights, 64
+        return msda_kernels.multi_scale_deformable_attention(
+            value, inputs["value_spatial_shapes"], inputs["level_start_index"], sampling_locations, attention_weights
         )
 
     leaves = (inputs["value"], inputs["sampling_locations"], inputs["attention_weights"])
@@ -133,6 +135,35 @@ def test_float64_matches_pytorch_path(cpu_kernel):
     for a, e in zip(actual, expected):
         assert a.dtype == torch.float64
         assert max_relative_error(a, e) < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_matches_float32_within_rounding(cpu_kernel, dtype):
+    """float16/bfloat16 values with float32 locations and weights (as under autocast): the kernel sums in float32
+    and rounds once, so the output and grad_value are the float32 path's results rounded to `dtype` (half an ulp,
+    plus float32 summation-order noise), and the location and weight gradients are float32 and match to 1e-5."""
+    sizes = {"batch_size": 2, "num_heads": 8, "head_dim": 32, "num_queries": 200, "num_points": 4}
+    inputs = make_inputs([(20, 30), (10, 15), (5, 8), (3, 4)], seed=13, **sizes)
+    inputs["value"] = inputs["value"].to(dtype).requires_grad_()
+    inputs["sampling_locations"].requires_grad_()
+    inputs["attention_weights"].requires_grad_()
+    grad_output = torch.randn(2, 200, 256).to(dtype)
+    actual = forward_and_gradients(run_kernel, inputs, grad_output)
+    assert [t.dtype for t in actual] == [dtype, dtype, torch.float32, torch.float32]
+
+    # Reference: the float32 path on the same (already rounded) values and output gradient.
+    reference_inputs = dict(inputs)
+    for name in ("value", "sampling_locations", "attention_weights"):
+        reference_inputs[name] = inputs[name].detach().float().requires_grad_()
+    expected = forward_and_gradients(run_reference, reference_inputs, grad_output.float())
+
+    half_ulp = torch.finfo(dtype).eps / 2  # relative rounding error of round-to-nearest
+    for name, a, e in zip(("output", "grad_value"), actual[:2], expected[:2]):
+        error = (a.float() - e).abs()
+        assert (error <= e.abs() * half_ulp * 1.01 + 1e-6 * e.abs().max()).all(), f"{name}: beyond {dtype} rounding"
+        assert (a == e.to(dtype)).float().mean() > 0.99, f"{name}: not the rounded float32 result"
+    for name, a, e in zip(("grad_sampling_locations", "grad_attention_weights"), actual[2:], expected[2:]):
+        assert max_relative_error(a, e) < 1e-5, f"{name}: relative error {max_relative_error(a, e):.2e}"
 
 
 def test_no_grad_and_noncontiguous_inputs(cpu_kernel):
@@ -180,13 +211,13 @@ def test_bad_inputs_raise(cpu_kernel):
     inputs = make_inputs(ODD_LEVELS)
     bad_shapes = inputs["value_spatial_shapes"] * 2  # more tokens than `value` holds
     with pytest.raises(RuntimeError, match="does not fit"):
-        msda_kernels.multi_scale_deformable_attention_kernel(
-            inputs["value"], bad_shapes, inputs["level_start_index"], inputs["sampling_locations"], inputs["attention_weights"], 64
+        msda_kernels.multi_scale_deformable_attention(
+            inputs["value"], bad_shapes, inputs["level_start_index"], inputs["sampling_locations"], inputs["attention_weights"]
         )
     with pytest.raises(RuntimeError, match="attention_weights"):
-        msda_kernels.multi_scale_deformable_attention_kernel(
+        msda_kernels.multi_scale_deformable_attention(
             inputs["value"], inputs["value_spatial_shapes"], inputs["level_start_index"], inputs["sampling_locations"],
-            inputs["attention_weights"][:, :-1], 64,
+            inputs["attention_weights"][:, :-1],
         )
 
 
@@ -196,9 +227,7 @@ def test_torch_compile_fullgraph(cpu_kernel):
     shapes, starts = inputs["value_spatial_shapes"], inputs["level_start_index"]
 
     def attention(value, sampling_locations, attention_weights):
-        output = msda_kernels.multi_scale_deformable_attention_kernel(
-            value, shapes, starts, sampling_locations, attention_weights, 64
-        )
+        output = msda_kernels.multi_scale_deformable_attention(value, shapes, starts, sampling_locations, attention_weights)
         return (output * output).sum()
 
     torch._dynamo.reset()
@@ -220,12 +249,15 @@ def test_torch_compile_fullgraph(cpu_kernel):
 
 
 def call_kernel(inputs):
-    return msda_kernels.multi_scale_deformable_attention_kernel(*(inputs[name] for name in KERNEL_ARGS), 64)
+    """What the model's dispatch asks: True if the compiled kernel runs for these inputs."""
+    return msda_kernels.use_compiled_kernel(inputs["value"])
 
 
-def test_mode_off_returns_none(cpu_kernel, monkeypatch):
+def test_mode_off_uses_the_pytorch_path(cpu_kernel, monkeypatch):
     monkeypatch.setenv("MASKDINO_KERNELS", "off")
-    assert call_kernel(make_inputs(ODD_LEVELS)) is None
+    assert not call_kernel(make_inputs(ODD_LEVELS))
+    monkeypatch.setenv("MASKDINO_KERNELS", "require")
+    assert call_kernel(make_inputs(ODD_LEVELS))
 
 
 def test_invalid_mode_raises(monkeypatch):
@@ -236,20 +268,19 @@ def test_invalid_mode_raises(monkeypatch):
     assert msda_kernels.kernel_mode() == "auto"
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_unsupported_dtype_falls_back_or_raises(cpu_kernel, monkeypatch, dtype):
-    inputs = make_inputs(ODD_LEVELS, dtype=dtype)
+def test_unsupported_dtype_falls_back_or_raises(cpu_kernel, monkeypatch):
+    inputs = {"value": torch.zeros(1, 4, 2, 3, dtype=torch.int32)}
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
-    assert call_kernel(inputs) is None
+    assert not call_kernel(inputs)
     monkeypatch.setenv("MASKDINO_KERNELS", "require")
-    with pytest.raises(RuntimeError, match="does not support"):
+    with pytest.raises(RuntimeError, match="does not support torch.int32"):
         call_kernel(inputs)
 
 
 def test_unsupported_device_falls_back(monkeypatch):
     inputs = make_inputs(ODD_LEVELS, device="meta")
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
-    assert call_kernel(inputs) is None
+    assert not call_kernel(inputs)
     monkeypatch.setenv("MASKDINO_KERNELS", "require")
     with pytest.raises(RuntimeError, match="no kernel for device type 'meta'"):
         call_kernel(inputs)
@@ -262,8 +293,8 @@ def test_missing_ninja_warns_once_and_falls_back(fresh_state, monkeypatch, caplo
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
     inputs = make_inputs(ODD_LEVELS)
     with caplog.at_level(logging.WARNING, logger=msda_kernels.__name__):
-        assert call_kernel(inputs) is None
-        assert call_kernel(inputs) is None
+        assert not call_kernel(inputs)
+        assert not call_kernel(inputs)
     warnings = [record for record in caplog.records if "ninja is not available" in record.getMessage()]
     assert len(warnings) == 1
     monkeypatch.setenv("MASKDINO_KERNELS", "require")
@@ -278,25 +309,31 @@ def test_missing_compiler_falls_back(fresh_state, monkeypatch):
         call_kernel(make_inputs(ODD_LEVELS))
 
 
-def test_failed_build_falls_back_with_reason(fresh_state, monkeypatch, caplog):
-    from torch.utils import cpp_extension
-
-    def failing_load(*args, **kwargs):
-        raise RuntimeError("Error building extension 'x': ninja: build stopped: subcommand failed.")
-
-    monkeypatch.setattr(cpp_extension, "load", failing_load)
+def test_failed_build_falls_back_with_the_compiler_error(fresh_state, monkeypatch, tmp_path, caplog):
+    """A compile error reaches the user in the warning (from the child process that builds), and nothing is
+    published in the cache."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    for names in msda_build.KERNEL_SOURCE_FILES.values():
+        for name in names:
+            (sources / name).write_text("// placeholder\n")
+    (sources / "msda_cpu.cpp").write_text("#error this kernel source is deliberately broken\n")
+    monkeypatch.setattr(msda_build, "kernel_source_dir", lambda: sources)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
     with caplog.at_level(logging.WARNING, logger=msda_kernels.__name__):
-        assert call_kernel(make_inputs(ODD_LEVELS)) is None
-    assert any("build stopped" in record.getMessage() for record in caplog.records)
+        assert not call_kernel(make_inputs(ODD_LEVELS))
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("deliberately broken" in message and "using the slower PyTorch path" in message for message in messages)
+    assert not [path for path in (tmp_path / "cache").iterdir() if path.is_dir()], "a failed build left a directory"
 
 
 def test_missing_sources_fall_back_quietly(fresh_state, monkeypatch, caplog):
-    # What Hub remote code sees: msda_kernels.py without the kernels/ directory.
-    monkeypatch.setattr(msda_kernels, "kernel_source_dir", lambda: None)
+    # What a copy of the modules without the kernels/ directory sees.
+    monkeypatch.setattr(msda_build, "kernel_source_dir", lambda: None)
     monkeypatch.setenv("MASKDINO_KERNELS", "auto")
     with caplog.at_level(logging.WARNING, logger=msda_kernels.__name__):
-        assert call_kernel(make_inputs(ODD_LEVELS)) is None
+        assert not call_kernel(make_inputs(ODD_LEVELS))
     assert not caplog.records
     monkeypatch.setenv("MASKDINO_KERNELS", "require")
     with pytest.raises(RuntimeError, match="sources"):
@@ -306,19 +343,19 @@ def test_missing_sources_fall_back_quietly(fresh_state, monkeypatch, caplog):
 def test_cuda_toolchain_checks(monkeypatch):
     """Without a CUDA torch the CUDA build is refused up front, before any compiler runs."""
     if torch.version.cuda is None:
-        with pytest.raises(msda_kernels.KernelUnavailableError, match="no CUDA support"):
-            msda_kernels._check_toolchain("cuda")
+        with pytest.raises(msda_build.KernelUnavailableError, match="no CUDA support"):
+            msda_build.build_settings("cuda")
     monkeypatch.setattr(torch.version, "cuda", "99.0")
     monkeypatch.setenv("CUDA_HOME", "/nonexistent")
     monkeypatch.delenv("CUDA_PATH", raising=False)
-    home = msda_kernels.find_cuda_home()
+    home = msda_build.find_cuda_home()
     if home is None:
-        with pytest.raises(msda_kernels.KernelUnavailableError, match="no CUDA toolkit"):
-            msda_kernels._check_toolchain("cuda")
+        with pytest.raises(msda_build.KernelUnavailableError, match="no CUDA toolkit"):
+            msda_build.build_settings("cuda")
     else:
         assert (Path(home) / "include" / "cuda_runtime.h").is_file()
-        with pytest.raises(msda_kernels.KernelUnavailableError, match="does not match the CUDA version"):
-            msda_kernels._check_toolchain("cuda")
+        with pytest.raises(msda_build.KernelUnavailableError, match="does not match the CUDA version"):
+            msda_build.build_settings("cuda")
 
 
 def test_find_cuda_home_sees_through_wrapper(monkeypatch, tmp_path):
@@ -337,14 +374,14 @@ def test_find_cuda_home_sees_through_wrapper(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{wrapper_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
-    monkeypatch.setattr(msda_kernels, "_DEFAULT_CUDA_HOME", str(tmp_path / "missing"))
-    assert Path(msda_kernels.find_cuda_home()) == toolkit
+    monkeypatch.setattr(msda_build, "DEFAULT_CUDA_HOME", str(tmp_path / "missing"))
+    assert Path(msda_build.find_cuda_home()) == toolkit
     # CUDA_HOME wins when it is a valid toolkit, and is ignored when it is not.
     monkeypatch.setenv("CUDA_HOME", str(tmp_path / "missing"))
-    assert Path(msda_kernels.find_cuda_home()) == toolkit
+    assert Path(msda_build.find_cuda_home()) == toolkit
     monkeypatch.setenv("CUDA_HOME", str(toolkit))
     monkeypatch.setenv("PATH", os.defpath)
-    assert Path(msda_kernels.find_cuda_home()) == toolkit
+    assert Path(msda_build.find_cuda_home()) == toolkit
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -352,57 +389,22 @@ def test_find_cuda_home_sees_through_wrapper(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------------------------------------------------
 
 
-def test_build_name_and_root(monkeypatch, tmp_path):
-    source_dir = msda_kernels.kernel_source_dir()
-    assert source_dir == REPO_ROOT / "kernels" / "ms_deform_attn" or source_dir.parent.parent.name == "transformers_maskdino"
-    name = msda_kernels._build_name("cpu", source_dir, {})
-    version = msda_kernels._package_version().replace(".", "_")
-    assert name.startswith(f"maskdino_msda_cpu_{version}_torch")
-    assert torch.__version__.replace(".", "_").replace("+", "_") in name
-    assert ("cu" + torch.version.cuda.replace(".", "_")) in name if torch.version.cuda else "nocuda" in name
-    monkeypatch.setattr(msda_kernels, "_CFLAGS", ["-O2"])
-    assert msda_kernels._build_name("cpu", source_dir, {}) != name
-    assert msda_kernels._build_name("cuda", source_dir, {"arch_list": "8.0"}) != msda_kernels._build_name(
-        "cuda", source_dir, {"arch_list": "9.0"}
-    )
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
-    assert msda_kernels._build_root() == tmp_path
-
-
-def test_stale_lock_from_interrupted_build_is_cleared(cpu_kernel, fresh_state):
-    """torch 2.13's FileBaton leaves `lock` behind when a build is killed; later loads would wait forever."""
-    from torch.utils import cpp_extension
-
-    build_directory = Path(cpu_kernel).parent
-    (build_directory / "lock").touch()
-    result = {}
-    thread = threading.Thread(target=lambda: result.update(path=msda_kernels.load_kernel("cpu")), daemon=True)
-    thread.start()
-    thread.join(timeout=60)
-    assert not thread.is_alive(), "load() hung on the stale lock"
-    assert result["path"] == cpu_kernel
-    if msda_kernels._torch_uses_file_baton(cpp_extension):
-        assert not (build_directory / "lock").exists()
-
-
-def test_library_lives_in_torch_extensions_dir(cpu_kernel):
-    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+def test_library_lives_in_a_temporary_torch_extensions_dir(cpu_kernel):
     path = Path(cpu_kernel)
     assert path.suffix in (".so", ".pyd", ".dylib")
     assert path.parent.name in path.name
-    if root:
-        assert path.parent.parent == Path(root)
+    assert path.parent.parent == Path(os.environ["TORCH_EXTENSIONS_DIR"])
+    # conftest.py sets it when the user has not: never the user's ~/.cache/torch_extensions.
+    assert not path.is_relative_to(Path.home() / ".cache")
 
 
 def test_importing_compiles_nothing(monkeypatch):
     import importlib.util
 
-    from torch.utils import cpp_extension
-
     def no_build(*args, **kwargs):
         raise AssertionError("importing msda_kernels must not build anything")
 
-    monkeypatch.setattr(cpp_extension, "load", no_build)
+    monkeypatch.setattr(msda_build, "_build_in_child_process", no_build)
     spec = importlib.util.spec_from_file_location("msda_kernels_fresh_copy", msda_kernels.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -413,14 +415,16 @@ INSTALLED_KERNEL_CHECK = """
 import sys
 import torch
 import transformers_maskdino
-from transformers_maskdino import msda_kernels
+from transformers_maskdino import msda_build, msda_kernels
 sys.path.insert(0, sys.argv[1])
 from msda_reference import make_inputs, max_relative_error, pytorch_path
 print(transformers_maskdino.__file__)
-print(msda_kernels.kernel_source_dir())
+from transformers_maskdino import msda_build
+print(msda_build.kernel_source_dir())
 inputs = make_inputs([(5, 7), (2, 3)], batch_size=1, num_heads=2, head_dim=4, num_queries=6, num_points=2)
 names = ("value", "value_spatial_shapes", "level_start_index", "sampling_locations", "attention_weights")
-output = msda_kernels.multi_scale_deformable_attention_kernel(*(inputs[name] for name in names), 64)
+assert msda_kernels.use_compiled_kernel(inputs["value"])
+output = msda_kernels.multi_scale_deformable_attention(*(inputs[name] for name in names))
 expected = pytorch_path(*(inputs[name] for name in ("value", "value_spatial_shapes", "value_spatial_shapes_list",
                                                     "level_start_index", "sampling_locations", "attention_weights")))
 print(max_relative_error(output, expected))
@@ -438,7 +442,7 @@ def test_installed_wheel_builds_its_kernel(tmp_path):
         shipped = {name for name in archive.namelist() if name.startswith("transformers_maskdino/kernels/")}
     expected = {
         f"transformers_maskdino/kernels/ms_deform_attn/{name}"
-        for names in msda_kernels._SOURCE_FILES.values()
+        for names in msda_build.KERNEL_SOURCE_FILES.values()
         for name in names
     }
     assert expected <= shipped, f"missing from the wheel: {sorted(expected - shipped)}"
@@ -456,6 +460,127 @@ def test_installed_wheel_builds_its_kernel(tmp_path):
     assert Path(source_dir) == site_dir / "transformers_maskdino" / "kernels" / "ms_deform_attn"
     assert float(error) < 1e-5
     assert list((tmp_path / "extensions").glob("maskdino_msda_cpu_*/*.so")), "the kernel was not built there"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The model's dispatch
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def tiny_model():
+    from transformers import ResNetConfig
+
+    from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
+
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], layer_type="basic",
+                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    config = MaskDinoConfig(backbone_config=backbone, hidden_dim=32, num_queries=10, feature_size=32, mask_feature_size=32,
+                            encoder_layers=1, encoder_ffn_dim=32, decoder_layers=2, decoder_ffn_dim=32, num_denoising=0,
+                            num_labels=3)
+    torch.manual_seed(0)
+    return MaskDinoForUniversalSegmentation(config).eval()
+
+
+class KernelCalls:
+    """Counts calls of the compiled op (by value dtype) and of the grid_sample path."""
+
+    def __init__(self, monkeypatch):
+        from transformers_maskdino import modeling_maskdino
+
+        self.kernel_dtypes, self.grid_samples = [], 0
+        original = msda_kernels.MultiScaleDeformableAttentionFunction
+        calls = self
+
+        class CountingFunction(original):
+            @staticmethod
+            def forward(ctx, *args):
+                calls.kernel_dtypes.append(args[0].dtype)
+                return original.forward(ctx, *args)
+
+        original_grid_sample = modeling_maskdino.F.grid_sample
+
+        def counting_grid_sample(*args, **kwargs):
+            calls.grid_samples += 1
+            return original_grid_sample(*args, **kwargs)
+
+        monkeypatch.setattr(msda_kernels, "MultiScaleDeformableAttentionFunction", CountingFunction)
+        monkeypatch.setattr(modeling_maskdino.F, "grid_sample", counting_grid_sample)
+
+
+def number_of_deformable_attention_calls(model):
+    return model.config.encoder_layers + model.config.decoder_layers
+
+
+def test_bfloat16_autocast_forward_uses_the_kernel(cpu_kernel, monkeypatch):
+    """Under CPU bf16 autocast, `value` comes out of a Linear in bfloat16: every deformable attention call must take
+    the C++ kernel, none the grid_sample path (before, all of them fell back)."""
+    model = tiny_model()
+    pixel_values = torch.randn(1, 3, 64, 96)
+    calls = KernelCalls(monkeypatch)
+    monkeypatch.setenv("MASKDINO_KERNELS", "auto")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model(pixel_values)
+    assert len(calls.kernel_dtypes) == number_of_deformable_attention_calls(model)
+    assert set(calls.kernel_dtypes) == {torch.bfloat16}
+    assert calls.grid_samples == 0
+    assert torch.isfinite(outputs.masks_queries_logits.float()).all()
+
+
+def test_dispatch_follows_the_policy(cpu_kernel, monkeypatch):
+    model = tiny_model()
+    pixel_values = torch.randn(1, 3, 64, 96)
+    outputs = {}
+    for mode in ("off", "require"):
+        calls = KernelCalls(monkeypatch)
+        monkeypatch.setenv("MASKDINO_KERNELS", mode)
+        with torch.no_grad():
+            outputs[mode] = model(pixel_values)
+        kernel_calls = len(calls.kernel_dtypes)
+        assert kernel_calls == (0 if mode == "off" else number_of_deformable_attention_calls(model)), mode
+        assert (calls.grid_samples > 0) == (mode == "off"), mode
+    torch.testing.assert_close(outputs["require"].pred_boxes, outputs["off"].pred_boxes, rtol=1e-5, atol=1e-6)
+
+
+def test_hub_kernel_replaces_the_whole_forward(cpu_kernel, monkeypatch):
+    """`from_pretrained(..., use_kernels=True)` (with `kernels` installed) kernelizes the layer registered as
+    "MultiScaleDeformableAttention": kernels binds the Hub layer's forward to each instance, with Deformable DETR's
+    signature. Simulated here without network: the Hub layer runs in every deformable attention call and our
+    dispatch (compiled kernel or grid_sample) is not consulted."""
+    import inspect
+    import types
+
+    from transformers.models.deformable_detr import modeling_deformable_detr
+
+    from transformers_maskdino import modeling_maskdino
+
+    ours = modeling_maskdino.MultiScaleDeformableAttention.forward
+    theirs = modeling_deformable_detr.MultiScaleDeformableAttention.forward
+    assert list(inspect.signature(ours).parameters) == list(inspect.signature(theirs).parameters)
+
+    hub_calls = []
+
+    class MockHubLayer:  # the Hub layer: Deformable DETR's computation (here its grid_sample path), no state
+        def forward(self, value, value_spatial_shapes, value_spatial_shapes_list, level_start_index,
+                    sampling_locations, attention_weights, im2col_step):
+            hub_calls.append(im2col_step)
+            return theirs(self, value, value_spatial_shapes, value_spatial_shapes_list, level_start_index,
+                          sampling_locations, attention_weights, im2col_step)
+
+    model = tiny_model()
+    pixel_values = torch.randn(1, 3, 64, 96)
+    monkeypatch.setenv("MASKDINO_KERNELS", "require")
+    with torch.no_grad():
+        expected = model(pixel_values)
+    layers = [module for module in model.modules() if isinstance(module, modeling_maskdino.MultiScaleDeformableAttention)]
+    assert layers
+    for layer in layers:  # what kernels.kernelize does for a device that has a Hub kernel
+        layer.forward = types.MethodType(MockHubLayer.forward, layer)
+    calls = KernelCalls(monkeypatch)
+    with torch.no_grad():
+        outputs = model(pixel_values)
+    assert len(hub_calls) == number_of_deformable_attention_calls(model)
+    assert calls.kernel_dtypes == []
+    torch.testing.assert_close(outputs.pred_boxes, expected.pred_boxes, rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -32,9 +32,8 @@ def cuda_kernel():
 
 
 def run_kernel(inputs):
-    output = msda_kernels.multi_scale_deformable_attention_kernel(*(inputs[name] for name in KERNEL_ARGS), 64)
-    assert output is not None
-    return output
+    assert msda_kernels.use_compiled_kernel(inputs["value"])
+    return msda_kernels.multi_scale_deformable_attention(*(inputs[name] for name in KERNEL_ARGS))
 
 
 def run_reference(inputs):
@@ -74,6 +73,20 @@ def test_float32_matches_pytorch_path(cuda_kernel, levels, sizes):
         assert max_relative_error(a, e) < 1e-5, f"{name}: {max_relative_error(a, e):.2e}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_reduced_precision_same_numbers_as_cpu_kernel(cuda_kernel, dtype):
+    """Both kernels read half/bf16 values, sum in float32 and round once: the same numbers up to float32 summation
+    order (so at most one ulp of `dtype` apart, and almost always equal)."""
+    msda_kernels.load_kernel("cpu")
+    inputs = make_inputs(MODEL_LEVELS, batch_size=2, num_heads=8, head_dim=32, num_queries=300, num_points=4)
+    inputs["value"] = inputs["value"].to(dtype)
+    cpu = run_kernel(inputs)
+    gpu = run_kernel({k: v.cuda() if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}).cpu()
+    assert gpu.dtype == cpu.dtype == dtype
+    assert (gpu == cpu).float().mean() > 0.99
+    assert max_relative_error(gpu.float(), cpu.float()) <= torch.finfo(dtype).eps
+
+
 def test_matches_cpu_kernel(cuda_kernel):
     msda_kernels.load_kernel("cpu")
     inputs = make_inputs(MODEL_LEVELS, batch_size=2, num_heads=8, head_dim=32, num_queries=300, num_points=4, dtype=torch.float64)
@@ -94,8 +107,8 @@ def test_float64_gradcheck(cuda_kernel):
         locations.add_(((pixel - pixel.round()).abs() < 1e-3) * 3e-3 / shapes)
 
     def function(value, sampling_locations, attention_weights):
-        return msda_kernels.multi_scale_deformable_attention_kernel(
-            value, inputs["value_spatial_shapes"], inputs["level_start_index"], sampling_locations, attention_weights, 64
+        return msda_kernels.multi_scale_deformable_attention(
+            value, inputs["value_spatial_shapes"], inputs["level_start_index"], sampling_locations, attention_weights
         )
 
     leaves = (inputs["value"], inputs["sampling_locations"], inputs["attention_weights"])
@@ -135,9 +148,9 @@ def test_empty_and_outside(cuda_kernel):
 
 
 def test_head_dim_above_limit_falls_back(cuda_kernel, monkeypatch):
-    inputs = make_inputs(ODD_LEVELS, device="cuda", head_dim=msda_kernels._MAX_CUDA_HEAD_DIM + 1, num_heads=1)
+    inputs = make_inputs(ODD_LEVELS, device="cuda", head_dim=msda_kernels.MAX_CUDA_HEAD_DIM + 1, num_heads=1)
     monkeypatch.setenv(msda_kernels.KERNELS_ENV_VAR, "auto")
-    assert msda_kernels.multi_scale_deformable_attention_kernel(*(inputs[n] for n in KERNEL_ARGS), 64) is None
+    assert not msda_kernels.use_compiled_kernel(inputs["value"])
 
 
 def test_second_device_and_stream(cuda_kernel):
@@ -157,7 +170,7 @@ def test_torch_compile(cuda_kernel):
     shapes, starts = inputs["value_spatial_shapes"], inputs["level_start_index"]
 
     def attention(value, sampling_locations, attention_weights):
-        output = msda_kernels.multi_scale_deformable_attention_kernel(value, shapes, starts, sampling_locations, attention_weights, 64)
+        output = msda_kernels.multi_scale_deformable_attention(value, shapes, starts, sampling_locations, attention_weights)
         return output.square().sum()
 
     torch._dynamo.reset()

@@ -335,9 +335,10 @@ def _build_in_child_process(settings: BuildSettings, directory: Path) -> None:
     command = [sys.executable, "-c", _CHILD_ENTRY, str(Path(__file__).resolve()), request]
     result = subprocess.run(command, env=env, cwd=directory.parent, capture_output=True, text=True)
     if result.returncode != 0:
-        output = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        # ninja's error is near the end; the compiler's own message just above it.
-        detail = " | ".join(line.strip() for line in output[-12:] if line.strip())
+        output = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        # The compiler's diagnostics ("file:line:col: error: ..."), else the last line (the exception).
+        diagnostics = [line for line in output if re.search(r"(^|: )(fatal )?error: ", line)]
+        detail = " | ".join(diagnostics[:3]) or (output[-1] if output else "no output")
         raise KernelUnavailableError(
             f"building the {settings.device_type} kernel failed (exit code {result.returncode}): {detail}"
         )
@@ -370,30 +371,38 @@ def _build_and_publish(settings: BuildSettings, directory: Path) -> None:
         if directory.exists():
             _remove_directory(directory)
         staging = Path(tempfile.mkdtemp(prefix=f"{directory.name}.tmp-", dir=root))
-        sources = [str(path) for path in settings.sources if path.suffix != ".h"]
-        library = cpp_extension.load(
-            name=directory.name,
-            sources=sources,
-            extra_cflags=list(settings.cflags),
-            extra_ldflags=list(settings.ldflags),
-            extra_cuda_cflags=list(settings.cuda_cflags) if settings.device_type == "cuda" else None,
-            extra_include_paths=[settings.source_dir],
-            build_directory=str(staging),
-            with_cuda=settings.device_type == "cuda",
-            is_python_module=False,
-            verbose=False,
-        )
-        library = Path(library)
-        record = {
-            "library": library.name,
-            "size": library.stat().st_size,
-            "sha256": _sha256(library),
-            "settings": dataclasses.asdict(settings),
-        }
-        (staging / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        try:
+            _build_into(settings, staging, directory.name, cpp_extension)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         os.replace(staging, directory)
     finally:
         lock.release()
+
+
+def _build_into(settings: BuildSettings, staging: Path, name: str, cpp_extension) -> None:
+    """Compiles and links into `staging` (loading the library in this process) and writes the completion record."""
+    library = cpp_extension.load(
+        name=name,
+        sources=[str(path) for path in settings.sources if path.suffix != ".h"],
+        extra_cflags=list(settings.cflags),
+        extra_ldflags=list(settings.ldflags),
+        extra_cuda_cflags=list(settings.cuda_cflags) if settings.device_type == "cuda" else None,
+        extra_include_paths=[settings.source_dir],
+        build_directory=str(staging),
+        with_cuda=settings.device_type == "cuda",
+        is_python_module=False,
+        verbose=False,
+    )
+    library = Path(library)
+    record = {
+        "library": library.name,
+        "size": library.stat().st_size,
+        "sha256": _sha256(library),
+        "settings": dataclasses.asdict(settings),
+    }
+    (staging / RECORD_NAME).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _remove_directory(directory: Path) -> None:
