@@ -13,7 +13,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 

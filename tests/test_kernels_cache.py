@@ -81,7 +81,10 @@ def test_cache_name_changes_with_everything_that_changes_the_binary(stand_in_sou
         "arch_list": "9.0",
         "nvcc_version": "13.1",
     }
-    names = {field: msda_build.cache_name(dataclasses.replace(settings, **{field: value})) for field, value in changes.items()}
+    names = {
+        field: msda_build.cache_name(dataclasses.replace(settings, **{field: value}))
+        for field, value in changes.items()
+    }
     assert name not in names.values() and len(set(names.values())) == len(names), names
     # ... and with the bytes of any source, headers included
     (stand_in_sources / "msda_common.h").write_text("// changed\n")
@@ -152,15 +155,26 @@ def test_truncated_library_is_rebuilt_never_loaded(stand_in_sources, count_build
     library.write_bytes(content[: len(content) // 2])  # e.g. a full disk, or a copy cut short
     # Loading the truncated file itself fails or crashes the process (a bus error with the real kernel).
     unprotected = subprocess.run(
-        [sys.executable, "-c", TRUNCATED_LOAD, str(stand_in_sources), "unprotected", str(library), msda_build.__file__],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-c",
+            TRUNCATED_LOAD,
+            str(stand_in_sources),
+            "unprotected",
+            str(library),
+            msda_build.__file__,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert unprotected.returncode != 0 and "loaded" not in unprotected.stdout
     library.write_bytes(content[: len(content) // 2])
 
     # Through the cache: a one-line warning, a rebuild, and a library that loads, in a fresh process...
     protected = subprocess.run(
-        [sys.executable, "-c", TRUNCATED_LOAD, str(stand_in_sources), "protected", msda_build.__file__], capture_output=True, text=True
+        [sys.executable, "-c", TRUNCATED_LOAD, str(stand_in_sources), "protected", msda_build.__file__],
+        capture_output=True,
+        text=True,
     )
     assert protected.returncode == 0, protected.stderr
     assert protected.stdout.strip().endswith("loaded")
@@ -219,7 +233,9 @@ def test_build_killed_midway_publishes_nothing_and_the_next_build_succeeds(stand
     builder = subprocess.Popen(
         [sys.executable, "-c", BUILD, str(stand_in_sources), msda_build.__file__],
         env=dict(os.environ, MASKDINO_TEST_SLOW_CXX=str(marker)),
-        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120
@@ -247,8 +263,12 @@ def test_build_killed_midway_publishes_nothing_and_the_next_build_succeeds(stand
 def test_concurrent_loads_share_one_build(stand_in_sources, tmp_path):
     """Two processes loading at once: one builds, the other waits on the lock and takes the published build."""
     processes = [
-        subprocess.Popen([sys.executable, "-c", BUILD, str(stand_in_sources), msda_build.__file__], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", BUILD, str(stand_in_sources), msda_build.__file__],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=300) for process in processes]

@@ -93,7 +93,11 @@ def _cuda_home_from_nvcc_dryrun() -> str | None:
         return None
     try:
         result = subprocess.run(
-            [nvcc, "-v", "--dryrun", "-c", "-x", "cu", os.devnull], capture_output=True, text=True, timeout=60
+            [nvcc, "-v", "--dryrun", "-c", "-x", "cu", os.devnull],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -116,7 +120,7 @@ def find_cuda_home() -> str | None:
 
 def _first_output_line(command: list[str]) -> str | None:
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     lines = (result.stdout or result.stderr).strip().splitlines()
@@ -126,7 +130,7 @@ def _first_output_line(command: list[str]) -> str | None:
 def _nvcc_version(cuda_home: str) -> str | None:
     nvcc = os.path.join(cuda_home, "bin", "nvcc.exe" if sys.platform == "win32" else "nvcc")
     try:
-        output = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+        output = subprocess.run([nvcc, "--version"], check=False, capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = re.search(r"release (\d+\.\d+)", output)
@@ -309,7 +313,9 @@ def cached_library(device_type: str) -> Path:
     if library is not None:
         return library
     if problem != "missing":
-        logger.warning(f"The cached deformable-attention {device_type} kernel in {directory} is corrupt ({problem}); rebuilding it.")
+        logger.warning(
+            f"The cached deformable-attention {device_type} kernel in {directory} is corrupt ({problem}); rebuilding it."
+        )
     logger.warning(f"Building the deformable-attention {device_type} kernel, once, about 30 s (cache: {directory}).")
     start = time.monotonic()
     _build_in_child_process(settings, directory)
@@ -333,7 +339,7 @@ def _build_in_child_process(settings: BuildSettings, directory: Path) -> None:
     # Run as a file, not `-m`: the package's __init__ (and transformers) need not be importable there. cwd and -c
     # keep this package's directory off sys.path.
     command = [sys.executable, "-c", _CHILD_ENTRY, str(Path(__file__).resolve()), request]
-    result = subprocess.run(command, env=env, cwd=directory.parent, capture_output=True, text=True)
+    result = subprocess.run(command, env=env, cwd=directory.parent, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         output = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         # The compiler's diagnostics ("file:line:col: error: ..."), else the last line (the exception).
