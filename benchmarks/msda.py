@@ -14,8 +14,8 @@ must allocate. Linux only for the memory columns.
     python benchmarks/msda.py --dtypes        # C++ kernel with float32 vs bfloat16 / float16 values, interleaved
 
 With `--dtypes`, the value tensor is cast to each dtype while locations and weights stay float32 (what the kernel
-sees under autocast); the grid_sample path in bfloat16 (what bf16 autocast ran before the kernel took bfloat16) is
-timed beside it.
+sees under autocast); the grid_sample path under bf16 autocast (what bf16 autocast ran before the kernel took
+bfloat16) is timed beside it.
 """
 
 from __future__ import annotations
@@ -159,13 +159,20 @@ DTYPE_SETTINGS = {
     "cpp float32": ("cpp", torch.float32),
     "cpp bfloat16": ("cpp", torch.bfloat16),
     "cpp float16": ("cpp", torch.float16),
-    "pytorch bfloat16": ("pytorch", torch.bfloat16),
+    "pytorch, bf16 autocast": ("pytorch", torch.bfloat16),
 }
+
+
+def call_with_dtype(implementation: str, mode: str, inputs, grad_output, dtype):
+    if implementation == "pytorch" and dtype != torch.float32:
+        with torch.autocast("cpu", dtype=dtype):
+            return one_call(implementation, mode, inputs, grad_output)
+    return one_call(implementation, mode, inputs, grad_output)
 
 
 def time_dtypes(case: str, mode: str, repeats: int):
     """The C++ kernel with float32, bfloat16 and float16 values (locations and weights float32) and the grid_sample
-    path in bfloat16, interleaved (order rotating every repetition). Ratios are float32-kernel time / setting time."""
+    path under bf16 autocast, interleaved (order rotating every repetition). Ratios are float32-kernel time / setting time."""
     base = build_inputs(case, requires_grad=False)
     grad_output = torch.randn(1, CASES[case], 256)
     per_setting = {}
@@ -174,14 +181,16 @@ def time_dtypes(case: str, mode: str, repeats: int):
         inputs["value"] = base["value"].to(dtype).requires_grad_(mode != "forward")
         for name in ("sampling_locations", "attention_weights"):
             inputs[name] = base[name].clone().requires_grad_(mode != "forward")
-        if implementation == "pytorch":  # as under autocast: everything in bfloat16
-            inputs["sampling_locations"] = inputs["sampling_locations"].detach().to(dtype).requires_grad_(mode != "forward")
-            inputs["attention_weights"] = inputs["attention_weights"].detach().to(dtype).requires_grad_(mode != "forward")
+        if implementation == "pytorch":
+            # Under bf16 autocast the grid_sample path gets float32 locations and runs grid_sample in float32
+            # (autocast's float32 list). Calling it on bfloat16 tensors directly segfaults in torch 2.13 at this size.
+            inputs["value"] = base["value"].clone().requires_grad_(mode != "forward")
         per_setting[setting] = (implementation, inputs, grad_output.to(dtype))
     reference = one_call("cpp", "forward", per_setting["cpp float32"][1], grad_output)
+    dtype_of = {setting: dtype for setting, (_, dtype) in DTYPE_SETTINGS.items()}
     errors = {}
     for setting, (implementation, inputs, grad) in per_setting.items():  # warm-up, and the output's error
-        output = one_call(implementation, mode, inputs, grad)
+        output = call_with_dtype(implementation, mode, inputs, grad, dtype_of[setting])
         output = output[0] if isinstance(output, tuple) else output
         errors[setting] = max_relative_error(output.float(), reference)
     names = list(DTYPE_SETTINGS)
@@ -192,7 +201,7 @@ def time_dtypes(case: str, mode: str, repeats: int):
             implementation, inputs, grad = per_setting[name]
             gc.collect()
             start = time.perf_counter()
-            one_call(implementation, mode, inputs, grad)
+            call_with_dtype(implementation, mode, inputs, grad, dtype_of[name])
             times[name].append(time.perf_counter() - start)
     return {
         name: {

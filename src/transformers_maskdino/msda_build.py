@@ -331,7 +331,9 @@ def _build_in_child_process(settings: BuildSettings, directory: Path) -> None:
     request = json.dumps({"settings": dataclasses.asdict(settings), "directory": str(directory)})
     env = dict(os.environ)
     # The child must import this torch, whatever the caller's sys.path was.
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(settings.torch_location).parent), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(
+        path for path in (str(Path(settings.torch_location).parent), env.get("PYTHONPATH")) if path
+    )
     if settings.cuda_home is not None:
         env["CUDA_HOME"] = settings.cuda_home
         env["TORCH_CUDA_ARCH_LIST"] = settings.arch_list
