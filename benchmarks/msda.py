@@ -172,7 +172,8 @@ def call_with_dtype(implementation: str, mode: str, inputs, grad_output, dtype):
 
 def time_dtypes(case: str, mode: str, repeats: int):
     """The C++ kernel with float32, bfloat16 and float16 values (locations and weights float32) and the grid_sample
-    path under bf16 autocast, interleaved (order rotating every repetition). Ratios are float32-kernel time / setting time."""
+    path under bf16 autocast, interleaved (order rotating every repetition). Ratios are float32-kernel time / setting
+    time."""
     base = build_inputs(case, requires_grad=False)
     grad_output = torch.randn(1, CASES[case], 256)
     per_setting = {}

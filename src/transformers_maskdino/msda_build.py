@@ -314,7 +314,8 @@ def cached_library(device_type: str) -> Path:
         return library
     if problem != "missing":
         logger.warning(
-            f"The cached deformable-attention {device_type} kernel in {directory} is corrupt ({problem}); rebuilding it."
+            f"The cached deformable-attention {device_type} kernel in {directory} is corrupt ({problem}); "
+            "rebuilding it."
         )
     logger.warning(f"Building the deformable-attention {device_type} kernel, once, about 30 s (cache: {directory}).")
     start = time.monotonic()
@@ -368,7 +369,8 @@ def _build_and_publish(settings: BuildSettings, directory: Path) -> None:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
         raise KernelUnavailableError(
-            f"another process has been building {directory.name} for {LOCK_TIMEOUT_S // 60} min (lock {lock.lock_file})"
+            f"another process has been building {directory.name} for {LOCK_TIMEOUT_S // 60} min "
+            f"(lock {lock.lock_file})"
         ) from None
     try:
         if check_published(directory)[0] is not None:
