@@ -45,7 +45,8 @@ import yaml
 from transformers import ResNetConfig, SwinConfig
 
 import transformers_maskdino
-from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
+from transformers_maskdino import MaskDinoImageProcessorPil as MaskDinoImageProcessor  # the original's resizing
 from transformers_maskdino.remote_code import REMOTE_CODE_MODULES, sync_remote_code
 
 CONVERSION_DIR = Path(__file__).resolve().parent
@@ -1045,7 +1046,10 @@ CONFIG_AUTO_MAP = {
     # the image-segmentation pipeline loads through this one
     "AutoModelForImageSegmentation": MODEL_CLASS,
     "AutoModelForObjectDetection": MODEL_CLASS,
-    "AutoImageProcessor": "image_processing_pil_maskdino.MaskDinoImageProcessorPil",
+    "AutoImageProcessor": {
+        "pil": "image_processing_pil_maskdino.MaskDinoImageProcessorPil",
+        "torchvision": "image_processing_maskdino.MaskDinoImageProcessor",
+    },
 }
 
 

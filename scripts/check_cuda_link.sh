@@ -14,12 +14,14 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-/tmp/maskdino-cu130}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1}"
+# with torchvision, the suite also runs the torchvision image processor (MaskDinoImageProcessor) and its parity tests
+TORCHVISION_SPEC="${TORCHVISION_SPEC:-torchvision==0.29.1}"
 
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.version.cuda and torch.version.cuda.startswith('13.') else 1)" 2>/dev/null; then
-    "$VENV/bin/pip" install --quiet "$TORCH_SPEC"
+if ! "$VENV/bin/python" -c "import torch, torchvision, sys; sys.exit(0 if torch.version.cuda and torch.version.cuda.startswith('13.') else 1)" 2>/dev/null; then
+    "$VENV/bin/pip" install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC"
 fi
 # the package and its test dependencies; the CUDA torch above already satisfies its torch requirement
 "$VENV/bin/pip" install --quiet -e "$REPO[dev]"

@@ -1,9 +1,12 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
-"""Tests of MaskDinoImageProcessor: accepted and rejected inputs, resizing and padding, training targets,
-save/load, post-processing behaviour, and parity with the original implementation's fixtures."""
+"""Tests of both image-processor backends, MaskDinoImageProcessorPil and MaskDinoImageProcessor (torchvision; those
+tests skip where torchvision is not installed): accepted and rejected inputs (16-bit and float PIL images, any channel
+count), resizing and padding, training targets, save/load and Auto loading, post-processing behaviour, parity with the
+original implementation's fixtures, and agreement of the two backends."""
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -15,18 +18,36 @@ from postprocessing_reference import check_post_processing, fixture_processor
 from pycocotools import mask as coco_mask
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, is_torchvision_available
+from transformers.utils import logging as transformers_logging
 
-from transformers_maskdino import MaskDinoConfig
+import transformers_maskdino
+from transformers_maskdino.image_processing_maskdino import MaskDinoImageProcessor
 from transformers_maskdino.image_processing_pil_maskdino import (
     MASKDINO_PIXEL_MEAN,
     MASKDINO_PIXEL_STD,
-    MaskDinoImageProcessorPil as MaskDinoImageProcessor,
+    MaskDinoImageProcessorPil,
     get_resize_output_size,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["r50_instance", "r50_panoptic", "r50_semantic", "swin_panoptic"]
+DEMO_DIR = Path(transformers_maskdino.__file__).parent / "demo"
+
+needs_torchvision = pytest.mark.skipif(
+    not is_torchvision_available(),
+    reason="torchvision is not installed: the torchvision backend is tested in the torch 2.14.1 + torchvision 0.29.1 "
+    "environment of scripts/check_cuda_link.sh",
+)
+BACKENDS = [
+    pytest.param(MaskDinoImageProcessorPil, id="pil"),
+    pytest.param(MaskDinoImageProcessor, id="torchvision", marks=needs_torchvision),
+]
+# Where a uint8 image is resized, torchvision's antialiased bilinear kernel and PIL's differ by at most this many grey
+# levels (0..255), on at most this fraction of the pixels (measured on noise and smooth images from 45x70 to 1080x1920:
+# 1 level on at most 0.33% of the pixels).
+UINT8_RESIZE_MAX_DIFFERENCE = 1
+UINT8_RESIZE_MAX_FRACTION = 0.01
 
 
 def reference_dir() -> Path:
@@ -47,9 +68,24 @@ def normalized(image_hwc: np.ndarray) -> np.ndarray:
     return ((chw - mean) / std).numpy()
 
 
+def as_numpy(value) -> np.ndarray:
+    return value.cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def pixels(pixel_values) -> np.ndarray:
+    """Normalised `(3, H, W)` pixel values back on the 0..255 scale, channels last."""
+    mean, std = np.array(MASKDINO_PIXEL_MEAN), np.array(MASKDINO_PIXEL_STD)
+    return as_numpy(pixel_values).transpose(1, 2, 0) * std + mean
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def processor_class(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def processor():
-    return MaskDinoImageProcessor()
+def processor(processor_class):
+    return processor_class()
 
 
 @pytest.fixture(scope="module")
@@ -150,10 +186,13 @@ def test_batch_of_different_sizes_is_padded_bottom_right(processor):
         assert inputs["pixel_mask"][index, :height, :width].all()
 
 
-def test_numpy_outputs_without_return_tensors(processor, rgb_image):
+def test_backend_arrays_without_return_tensors(processor, rgb_image):
     inputs = processor([rgb_image, rgb_image[:20]], do_resize=False)
-    assert isinstance(inputs["pixel_values"], list) and inputs["pixel_values"][1].shape == (3, 64, 96)
-    assert inputs["pixel_mask"][1].dtype == np.int64
+    # NumPy arrays from the PIL backend, tensors from the torchvision backend (as Mask2Former's)
+    array_type = np.ndarray if processor.backend == "pil" else torch.Tensor
+    assert isinstance(inputs["pixel_values"], list) and isinstance(inputs["pixel_values"][1], array_type)
+    assert inputs["pixel_values"][1].shape == (3, 64, 96)
+    assert as_numpy(inputs["pixel_mask"][1]).dtype == np.int64
 
 
 def test_pad_size_and_no_padding(processor, rgb_image):
@@ -188,7 +227,24 @@ def test_resize_matches_pil_bilinear_and_pads_to_32(processor, rgb_image):
     assert inputs["pixel_values"].shape == (1, 3, 800, 1248)
     assert inputs["pixel_mask"][0].sum() == 800 * 1244
     resized = np.array(Image.fromarray(rgb_image).resize((1244, 800), Image.BILINEAR))
-    np.testing.assert_allclose(inputs["pixel_values"][0, :, :800, :1244].numpy(), normalized(resized), atol=1e-5)
+    if processor.backend == "pil":
+        np.testing.assert_allclose(inputs["pixel_values"][0, :, :800, :1244].numpy(), normalized(resized), atol=1e-5)
+    else:
+        difference = np.abs(pixels(inputs["pixel_values"][0, :, :800, :1244]) - resized)
+        assert difference.max() <= UINT8_RESIZE_MAX_DIFFERENCE + 1e-3
+        assert (difference > 0.5).mean() <= UINT8_RESIZE_MAX_FRACTION
+
+
+@pytest.mark.parametrize(
+    "image_size",
+    [(45, 70), (481, 641), (1001, 333), (799, 1333), (150, 210), (333, 3000), (7, 9), (1080, 1920)],
+)
+def test_resized_sizes_follow_the_original_rounding(processor, image_size):
+    image = np.zeros((*image_size, 3), np.uint8)
+    for size in ({"shortest_edge": 800, "longest_edge": 1333}, {"shortest_edge": 512, "longest_edge": 2048}):
+        expected = get_resize_output_size(image_size, size["shortest_edge"], size["longest_edge"])
+        mask = processor(image, size=size, do_pad=False, return_tensors="pt")["pixel_mask"]
+        assert tuple(mask.shape[-2:]) == expected, (image_size, size)
 
 
 def test_resize_of_float_images_and_fixed_size(processor, rgb_image):
@@ -201,8 +257,8 @@ def test_resize_of_float_images_and_fixed_size(processor, rgb_image):
     torch.testing.assert_close(inputs["pixel_values"][0, :, :90, :140], (expected - mean) / std, atol=1e-4, rtol=0)
 
 
-def test_dataset_resize_settings(rgb_image):
-    ade = MaskDinoImageProcessor(size={"shortest_edge": 512, "longest_edge": 2048})
+def test_dataset_resize_settings(processor_class, rgb_image):
+    ade = processor_class(size={"shortest_edge": 512, "longest_edge": 2048})
     assert ade(rgb_image, return_tensors="pt")["pixel_mask"][0].sum() == 512 * 796
 
 
@@ -236,16 +292,9 @@ def test_rejected_channel_format(processor):
         processor(np.zeros((10, 12, 3), np.uint8), input_data_format="channels_first")
 
 
-def test_no_rgb_conversion_rejects_non_rgb(processor, rgb_image):
-    with pytest.raises(ValueError, match="mode 'L' with `do_convert_rgb=False`"):
-        processor(Image.fromarray(rgb_image[..., 0]), do_convert_rgb=False)
-    with pytest.raises(ValueError, match="4 channel\\(s\\) with `do_convert_rgb=False`"):
-        processor(np.zeros((10, 12, 4), np.uint8), do_convert_rgb=False)
-
-
-def test_rejected_size(rgb_image):
+def test_rejected_size(processor_class, rgb_image):
     with pytest.raises(ValueError, match="`size` must be"):
-        MaskDinoImageProcessor(size={"longest_edge": 100})(rgb_image)
+        processor_class(size={"longest_edge": 100})(rgb_image)
 
 
 def test_pad_size_smaller_than_image(processor, rgb_image):
@@ -415,8 +464,8 @@ def test_rejected_targets(processor, kwargs, message):
 # ---------------------------------------------------------------------------------------------- save / load
 
 
-def test_save_load_round_trip(tmp_path):
-    processor = MaskDinoImageProcessor(
+def test_save_load_round_trip(processor_class, tmp_path):
+    processor = processor_class(
         size={"shortest_edge": 512, "longest_edge": 2048},
         object_mask_threshold=0.8,
         detections_per_image=20,
@@ -427,22 +476,77 @@ def test_save_load_round_trip(tmp_path):
     )
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    # both backends save the same file, as Mask2Former's do
     assert saved["image_processor_type"] == "MaskDinoImageProcessor"
     assert saved["stuff_label_ids"] == [5, 6, 7] and saved["object_mask_threshold"] == 0.8
 
-    reloaded = MaskDinoImageProcessor.from_pretrained(tmp_path)
-    assert reloaded.to_dict() == processor.to_dict()
-
-    AutoImageProcessor.register(MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessor}, exist_ok=True)
+    reloaded = processor_class.from_pretrained(tmp_path)
+    assert type(reloaded) is processor_class and reloaded.to_dict() == processor.to_dict()
     auto = AutoImageProcessor.from_pretrained(tmp_path)
-    assert type(auto) is MaskDinoImageProcessor
-    # where torchvision is installed, AutoImageProcessor asks for that backend first and falls back to ours
-    assert type(AutoImageProcessor.from_pretrained(tmp_path, backend="torchvision")) is MaskDinoImageProcessor
-    assert auto.to_dict() == processor.to_dict()
+    assert type(auto) is DEFAULT_BACKEND and auto.to_dict() == processor.to_dict()
     image = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     assert torch.equal(
-        auto(image, return_tensors="pt")["pixel_values"], processor(image, return_tensors="pt")["pixel_values"]
+        reloaded(image, return_tensors="pt")["pixel_values"], processor(image, return_tensors="pt")["pixel_values"]
     )
+
+
+# ---------------------------------------------------------------------------------------------- backends and Auto
+
+DEFAULT_BACKEND = MaskDinoImageProcessor if is_torchvision_available() else MaskDinoImageProcessorPil
+
+
+@pytest.fixture
+def transformers_warnings():
+    """The warnings that transformers logs inside the test, including those it logs only once per process."""
+    transformers_logging.warning_once.cache_clear()
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    loggers = [logging.getLogger("transformers"), logging.getLogger("transformers_maskdino")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield messages
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_auto_image_processor_loads_every_directory_without_a_fallback(
+    converted_reference, tmp_path, transformers_warnings
+):
+    """The shipped demo (`image_processor_type: MaskDinoImageProcessor`), a converted directory (`auto_map` in its
+    config, no `image_processor_type`) and a directory saved by either backend load through AutoImageProcessor as
+    the torchvision backend where torchvision is installed and as the PIL backend elsewhere, with no warning."""
+    MaskDinoImageProcessorPil().save_pretrained(tmp_path / "pil")
+    directories = [DEMO_DIR, converted_reference("r50_panoptic"), tmp_path / "pil"]
+    if is_torchvision_available():
+        MaskDinoImageProcessor().save_pretrained(tmp_path / "torchvision")
+        directories.append(tmp_path / "torchvision")
+    for directory in directories:
+        assert type(AutoImageProcessor.from_pretrained(directory)) is DEFAULT_BACKEND, directory
+        assert type(AutoImageProcessor.from_pretrained(directory, backend="pil")) is MaskDinoImageProcessorPil
+        if is_torchvision_available():
+            loaded = AutoImageProcessor.from_pretrained(directory, backend="torchvision")
+            assert type(loaded) is MaskDinoImageProcessor
+    assert transformers_warnings == []
+
+
+@needs_torchvision
+def test_package_name_is_the_torchvision_backend_where_installed():
+    assert transformers_maskdino.MaskDinoImageProcessor is MaskDinoImageProcessor
+    assert MaskDinoImageProcessor().backend == "torchvision"
+
+
+@pytest.mark.skipif(is_torchvision_available(), reason="checks the environment without torchvision")
+def test_package_name_falls_back_to_pil_without_torchvision(transformers_warnings):
+    """As `transformers.Mask2FormerImageProcessor` does: the name gives the PIL backend, with a warning saying so,
+    while the torchvision class itself refuses to be built."""
+    transformers_maskdino.__dict__.pop("MaskDinoImageProcessor", None)
+    from transformers_maskdino import MaskDinoImageProcessor as package_name
+
+    assert package_name is MaskDinoImageProcessorPil
+    assert any("falling back to `MaskDinoImageProcessorPil`" in message for message in transformers_warnings)
+    with pytest.raises(ImportError, match="needs torchvision, which is not installed.*MaskDinoImageProcessorPil"):
+        MaskDinoImageProcessor()
 
 
 # ---------------------------------------------------------------------------------------------- post-processing
@@ -533,8 +637,8 @@ def test_pipeline_keyword_arguments_are_accepted(processor, random_outputs):
     assert [tuple(s.shape) for s in semantic] == [(10, 10), (5, 7)]
 
 
-def test_instance_selection_threshold_and_formats(random_outputs):
-    processor = MaskDinoImageProcessor(detections_per_image=5, stuff_label_ids=[3])
+def test_instance_selection_threshold_and_formats(processor_class, random_outputs):
+    processor = processor_class(detections_per_image=5, stuff_label_ids=[3])
     results = processor.post_process_instance_segmentation(random_outputs, return_binary_maps=True)
     for index, result in enumerate(results):
         labels = [s["label_id"] for s in result["segments_info"]]
@@ -567,8 +671,8 @@ def test_higher_scored_instances_cover_lower_ones(processor):
     assert (result["segmentation"] == 1).all()
 
 
-def test_panoptic_fuses_stuff_and_uses_thresholds(random_outputs):
-    processor = MaskDinoImageProcessor(stuff_label_ids=[0, 1, 2, 3], object_mask_threshold=0.0, overlap_threshold=0.0)
+def test_panoptic_fuses_stuff_and_uses_thresholds(processor_class, random_outputs):
+    processor = processor_class(stuff_label_ids=[0, 1, 2, 3], object_mask_threshold=0.0, overlap_threshold=0.0)
     result = processor.post_process_panoptic_segmentation(random_outputs)[0]
     labels = [s["label_id"] for s in result["segments_info"]]
     assert len(labels) == len(set(labels))  # one segment per stuff class
@@ -579,8 +683,8 @@ def test_panoptic_fuses_stuff_and_uses_thresholds(random_outputs):
     assert len(unfused["segments_info"]) >= len(result["segments_info"])
 
 
-def test_cross_entropy_models_drop_the_no_object_class():
-    processor = MaskDinoImageProcessor(use_semantic_cross_entropy=True)
+def test_cross_entropy_models_drop_the_no_object_class(processor_class):
+    processor = processor_class(use_semantic_cross_entropy=True)
     class_logits = torch.tensor([[[0.0, 0.0, 9.0], [0.0, 5.0, 0.0]]])  # query 0 is "no object"
     mask_logits = torch.full((1, 2, 4, 4), 5.0)
     outputs = make_outputs(class_logits, mask_logits, torch.full((1, 2, 4), 0.5))
@@ -657,9 +761,14 @@ def variant(request):
     return directory
 
 
-def test_fixture_pixel_values(variant):
+def backend_fixture_processor(processor_class, variant_dir: Path):
+    """The fixture's processor (`fixture_processor`) on the given backend."""
+    return processor_class.from_dict(fixture_processor(variant_dir).to_dict())
+
+
+def test_fixture_pixel_values(processor_class, variant):
     inputs = load_file(variant / "inputs.safetensors")
-    processor = fixture_processor(variant)
+    processor = backend_fixture_processor(processor_class, variant)
     image = Image.open(variant / "image.png")
     single = processor(image, do_resize=False, return_tensors="pt")
     torch.testing.assert_close(single["pixel_values"], inputs["pixel_values"], atol=1e-6, rtol=0)
@@ -680,9 +789,9 @@ def test_fixture_pixel_values(variant):
     assert batch["pixel_mask"].flatten(1).sum(1).tolist() == inputs["batch2.image_sizes"].prod(1).tolist()
 
 
-def test_fixture_post_processing_of_the_original_outputs(variant):
+def test_fixture_post_processing_of_the_original_outputs(processor_class, variant):
     """The original's raw outputs through our post-processing give the original's post-processed results."""
-    processor = fixture_processor(variant)
+    processor = backend_fixture_processor(processor_class, variant)
     checked = set()
     for name, outputs, index, prefix in fixture_runs(variant):
         checked |= check_post_processing(processor, outputs, index, variant, prefix, name, exact=True)
@@ -693,3 +802,202 @@ def test_fixture_post_processing_of_the_original_outputs(variant):
         "swin_panoptic": {"semantic", "instance", "panoptic"},
     }[variant.name]
     assert checked == expected_tasks
+
+
+# ---------------------------------------------------------------------------------------------- both backends agree
+
+
+PIXEL_STD = torch.tensor(MASKDINO_PIXEL_STD).view(3, 1, 1)  # normalised differences to grey levels
+
+
+def backend_pair(**kwargs):
+    return MaskDinoImageProcessorPil(**kwargs), MaskDinoImageProcessor(**kwargs)
+
+
+@needs_torchvision
+@pytest.mark.parametrize(
+    ("make_input", "has_uint8"),
+    [
+        pytest.param(lambda rng: Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)), True, id="pil"),
+        pytest.param(lambda rng: rng.integers(0, 256, (3, 33, 50), dtype=np.uint8), True, id="uint8-chw"),
+        pytest.param(lambda rng: torch.from_numpy(rng.random((40, 31, 3)) * 255), False, id="torch-float64-hwc"),
+        pytest.param(lambda rng: rng.integers(0, 65536, (21, 34), dtype=np.uint16), False, id="uint16-gray"),
+        pytest.param(lambda rng: [rng.integers(0, 256, (20, 30, 3), np.uint8)] * 2, True, id="batch-same-size"),
+        pytest.param(
+            lambda rng: [rng.integers(0, 256, (20, 30, 3), np.uint8), rng.random((41, 17, 3)).astype(np.float32)],
+            True,
+            id="batch-mixed",
+        ),
+    ],
+)
+def test_backends_give_the_same_pixel_values_and_masks(make_input, has_uint8):
+    pil, torchvision = backend_pair()
+    for kwargs in (
+        {"do_resize": False},
+        {"do_resize": False, "pad_size": {"height": 96, "width": 96}},
+        {"size": {"height": 61, "width": 45}},
+        {"size": {"shortest_edge": 100, "longest_edge": 130}},
+    ):
+        images = make_input(np.random.default_rng(3))
+        expected = pil(images, return_tensors="pt", **kwargs)
+        actual = torchvision(images, return_tensors="pt", **kwargs)
+        assert torch.equal(actual["pixel_mask"], expected["pixel_mask"])
+        difference = (actual["pixel_values"] - expected["pixel_values"]).abs() * PIXEL_STD
+        # exact without resizing and for non-uint8 images (the same F.interpolate); grey levels for uint8 resizing
+        tolerance = UINT8_RESIZE_MAX_DIFFERENCE + 1e-3 if has_uint8 and "size" in kwargs else 1e-3
+        assert difference.max() <= tolerance, kwargs
+
+
+@needs_torchvision
+def test_uint8_resize_tolerance_between_backends():
+    """PIL's bilinear filter (the original's) against torchvision's antialiased bilinear one, up and down."""
+    image = np.random.default_rng(4).integers(0, 256, (150, 210, 3), dtype=np.uint8)
+    pil, torchvision = backend_pair()
+    for size in ({"shortest_edge": 800, "longest_edge": 1333}, {"shortest_edge": 64, "longest_edge": 100}):
+        expected = pixels(pil(image, size=size, do_pad=False, return_tensors="pt")["pixel_values"][0])
+        actual = pixels(torchvision(image, size=size, do_pad=False, return_tensors="pt")["pixel_values"][0])
+        difference = np.abs(actual - expected)
+        assert difference.max() <= UINT8_RESIZE_MAX_DIFFERENCE + 1e-3, size
+        assert (difference > 0.5).mean() <= UINT8_RESIZE_MAX_FRACTION, size
+
+
+@needs_torchvision
+def test_backends_give_the_same_targets_and_post_processing(random_outputs):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (40, 60, 3), np.uint8), rng.integers(0, 256, (50, 30, 3), np.uint8)]
+    instance_maps = [rng.integers(0, 4, (40, 60)), rng.integers(0, 4, (50, 30))]
+    polygon = {"category_id": 2, "segmentation": [[3, 3, 25, 4, 20, 30, 2, 28]], "iscrowd": 0}
+    size = {"shortest_edge": 70, "longest_edge": 100}
+    pil, torchvision = backend_pair(ignore_index=0, stuff_label_ids=[1])
+    for targets in (
+        {"segmentation_maps": instance_maps, "instance_id_to_semantic_id": {1: 0, 2: 3, 3: 1}},
+        {"annotations": [{"annotations": [polygon]}, [polygon, dict(polygon, category_id=1)]]},
+    ):
+        expected = pil(images, size=size, return_tensors="pt", **targets)
+        actual = torchvision(images, size=size, return_tensors="pt", **targets)
+        for key in ("mask_labels", "class_labels"):
+            assert len(actual[key]) == 2 and all(torch.equal(a, e) for a, e in zip(actual[key], expected[key])), key
+    for method in ("semantic_segmentation", "instance_segmentation", "panoptic_segmentation", "object_detection"):
+        expected = getattr(pil, f"post_process_{method}")(random_outputs)
+        actual = getattr(torchvision, f"post_process_{method}")(random_outputs)
+        assert str(actual) == str(expected), method
+
+
+@needs_torchvision
+@pytest.mark.cuda
+def test_torchvision_backend_runs_on_the_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(6)
+    images = [rng.integers(0, 256, (150, 210, 3), np.uint8), rng.integers(0, 256, (120, 90, 3), np.uint8)]
+    maps = [rng.integers(0, 3, (150, 210)), rng.integers(0, 3, (120, 90))]
+    processor = MaskDinoImageProcessor()
+    on_gpu = processor(images, segmentation_maps=maps, device="cuda", return_tensors="pt")
+    from_cuda_tensors = processor([torch.from_numpy(i).cuda() for i in images], return_tensors="pt")
+    on_cpu = processor(images, segmentation_maps=maps, return_tensors="pt")
+    assert on_gpu["pixel_values"].is_cuda and on_gpu["mask_labels"][0].is_cuda
+    assert from_cuda_tensors["pixel_values"].is_cuda
+    difference = (on_gpu["pixel_values"].cpu() - on_cpu["pixel_values"]).abs() * PIXEL_STD
+    assert difference.max() <= UINT8_RESIZE_MAX_DIFFERENCE + 1e-3
+    assert torch.equal(on_gpu["pixel_mask"].cpu(), on_cpu["pixel_mask"])
+    assert all(torch.equal(g.cpu(), c) for g, c in zip(on_gpu["mask_labels"], on_cpu["mask_labels"]))
+
+
+# ---------------------------------------------------------------------------------------------- every image kind
+
+
+def test_16_bit_images_are_rescaled_not_clipped(processor, rgb_image):
+    """A 16-bit image (PIL `I;16`, as 16-bit PNGs open, or a uint16 array) is 16-bit data: x * 255 / 65535."""
+    gray = rgb_image[..., 0]
+    sixteen_bit = gray.astype(np.uint16) * 257  # the same picture on the 0..65535 scale
+    expected = processor(Image.fromarray(gray), do_resize=False, return_tensors="pt")["pixel_values"]
+    for image in (
+        Image.fromarray(sixteen_bit),  # mode I;16
+        sixteen_bit,
+        torch.from_numpy(sixteen_bit.astype(np.int32)).to(torch.uint16),
+    ):
+        if isinstance(image, Image.Image):
+            assert image.mode == "I;16"
+        actual = processor(image, do_resize=False, return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_16_bit_png_file_is_not_white(processor, tmp_path):
+    """The file of issue 10: a dark 16-bit PNG used to become all white (PIL's convert("RGB") clips at 255)."""
+    dark = (np.linspace(0, 20000, 40 * 60).reshape(40, 60)).astype(np.uint16)
+    Image.fromarray(dark).save(tmp_path / "depth.png")
+    assert Image.open(tmp_path / "depth.png").mode in ("I;16", "I")
+    values = pixels(processor(str(tmp_path / "depth.png"), do_resize=False, return_tensors="pt")["pixel_values"][0])
+    np.testing.assert_allclose(values[:40, :60, 0], dark.astype(np.float64) * 255 / 65535, atol=1e-3)
+
+
+def test_32_bit_integer_and_float_pil_images(processor, rgb_image):
+    gray = rgb_image[..., 0]
+    expected = processor(Image.fromarray(gray), do_resize=False, return_tensors="pt")["pixel_values"]
+    for image in (Image.fromarray(gray.astype(np.int32)), Image.fromarray(gray.astype(np.float32))):
+        assert image.mode in ("I", "F")
+        actual = processor(image, do_resize=False, return_tensors="pt")["pixel_values"]
+        torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
+    # values beyond 0..255 are refused, never clipped
+    with pytest.raises(ValueError, match=r"values in \[0, 40000\], outside 0..255.*uint16"):
+        processor(Image.fromarray(np.array([[0, 40000]], np.int32)))
+    with pytest.raises(ValueError, match=r"values in \[-3, 7\], outside 0..255"):
+        processor(np.array([[-3, 7]], np.int64))
+
+
+def test_any_channel_count_without_rgb_conversion(processor_class):
+    rng = np.random.default_rng(7)
+    rgbd = rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    mean, std = [*MASKDINO_PIXEL_MEAN, 100.0], [*MASKDINO_PIXEL_STD, 50.0]
+    processor = processor_class(do_convert_rgb=False, image_mean=mean, image_std=std)
+    inputs = processor(rgbd, do_resize=False, return_tensors="pt")
+    assert inputs["pixel_values"].shape == (1, 4, 32, 64)
+    expected = (rgbd.transpose(2, 0, 1) - np.array(mean)[:, None, None]) / np.array(std)[:, None, None]
+    np.testing.assert_allclose(inputs["pixel_values"][0, :, :30, :40].numpy(), expected, atol=1e-5)
+    # resized band by band like the RGB channels (PIL would premultiply an RGBA image's alpha)
+    resized = processor(rgbd, size={"height": 45, "width": 60}, return_tensors="pt")["pixel_values"][0, :3, :45, :60]
+    rgb = processor_class()(rgbd[..., :3], size={"height": 45, "width": 60}, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(resized, rgb[0, :, :45, :60], atol=1e-5, rtol=0)
+
+    eight = processor_class(do_convert_rgb=False, image_mean=[100.0] * 8, image_std=[50.0] * 8)
+    multispectral = rng.random((20, 25, 8)).astype(np.float32) * 255  # channels last, found from image_mean
+    assert eight(multispectral, do_resize=False, return_tensors="pt")["pixel_values"].shape == (1, 8, 32, 32)
+    gray = processor_class(do_convert_rgb=False, image_mean=[100.0], image_std=[50.0])
+    assert gray(Image.fromarray(rgbd[..., 0]), do_resize=False, return_tensors="pt")["pixel_values"].shape[1] == 1
+
+    with pytest.raises(ValueError, match=r"4 channel\(s\) and `do_convert_rgb=False`, but `image_mean` and "):
+        processor_class(do_convert_rgb=False)(rgbd)
+    with pytest.raises(ValueError, match=r"1 channel\(s\) and `do_convert_rgb=False`"):
+        processor_class(do_convert_rgb=False)(Image.fromarray(rgbd[..., 0]))
+    with pytest.raises(ValueError, match="palette image"):
+        processor_class(do_convert_rgb=False)(Image.fromarray(rgbd[..., 0]).convert("P"))
+    with pytest.raises(ValueError, match="Cannot find the channel dimension"):
+        processor_class()(multispectral)  # 8 channels need do_convert_rgb=False and 8 statistics
+
+
+def test_four_channel_images_through_a_four_channel_model(processor_class):
+    from test_modeling import tiny_config
+    from transformers import ResNetConfig
+
+    from transformers_maskdino import MaskDinoForUniversalSegmentation
+
+    backbone = ResNetConfig(
+        num_channels=4,
+        embedding_size=8,
+        hidden_sizes=[16, 16, 32, 32],
+        depths=[1, 1, 1, 1],
+        layer_type="bottleneck",
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    model = MaskDinoForUniversalSegmentation(tiny_config(backbone_config=backbone, num_channels=4)).eval()
+    processor = processor_class(
+        do_convert_rgb=False,
+        image_mean=[*MASKDINO_PIXEL_MEAN, 128.0],
+        image_std=[*MASKDINO_PIXEL_STD, 64.0],
+        size={"shortest_edge": 64, "longest_edge": 96},
+    )
+    image = np.random.default_rng(8).integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    with torch.no_grad():
+        outputs = model(**processor(image, return_tensors="pt"))
+    segmentation = processor.post_process_semantic_segmentation(outputs, target_sizes=[(48, 64)])[0]
+    assert segmentation.shape == (48, 64)

@@ -24,6 +24,7 @@ from conftest import REFERENCE_DIR
 from conversion_helpers import copy_with_reference_image_size
 from convert_maskdino_to_hf import CONFIG_AUTO_MAP, REMOTE_CODE_MODULES, convert, remote_code_files
 from safetensors.torch import load_file
+from transformers.utils import is_torchvision_available
 
 SCRIPT = textwrap.dedent(
     """
@@ -52,9 +53,17 @@ SCRIPT = textwrap.dedent(
     else:
         import transformers_maskdino  # noqa: F401
 
+    import logging
+
     import numpy as np
     import torch
     from PIL import Image
+
+    # transformers' warnings, e.g. an image-processor backend falling back to another
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)
     from safetensors.torch import load_file, save_file
     from transformers import (
         AutoConfig,
@@ -104,6 +113,8 @@ SCRIPT = textwrap.dedent(
         "modules": {name: type(obj).__module__ for name, obj in classes.items()},
         "pipeline_model": type(segmenter.model).__module__,
         "pipeline_processor": type(segmenter.image_processor).__module__,
+        "processor_backend": classes["processor"].backend,
+        "fallback_warnings": [w for w in warnings if "backend" in w],
         "results": results,
         "package_imported": "transformers_maskdino" in sys.modules,
         "prompts": prompts,
@@ -163,9 +174,13 @@ def both_sides(panoptic_directory):
     return finish_side(*remote), finish_side(*package)
 
 
+EXPECTED_BACKEND = "torchvision" if is_torchvision_available() else "pil"
+
+
 def test_remote_code_loads_without_the_package(both_sides):
     (report, _), _ = both_sides
     assert not report["package_imported"]
+    assert report["processor_backend"] == EXPECTED_BACKEND and report["fallback_warnings"] == []
     for name, module in report["modules"].items():
         assert module.startswith("transformers_modules."), (name, module)
     assert report["pipeline_model"].startswith("transformers_modules.")
@@ -177,6 +192,7 @@ def test_remote_code_loads_without_the_package(both_sides):
 def test_installed_package_classes_win_over_remote_code(both_sides):
     _, (report, _) = both_sides
     assert report["package_imported"]
+    assert report["processor_backend"] == EXPECTED_BACKEND and report["fallback_warnings"] == []
     for name, module in report["modules"].items():
         assert module.startswith("transformers_maskdino."), (name, module)
     assert report["pipeline_model"].startswith("transformers_maskdino.")
@@ -215,8 +231,14 @@ def test_written_files_and_auto_map(tmp_path):
         tree = ast.parse((directory / f"{module}.py").read_text())
         relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level]
         assert all(node.level == 1 and node.module in REMOTE_CODE_MODULES for node in relative)
-    for reference in CONFIG_AUTO_MAP.values():
-        assert reference.split(".")[0] in REMOTE_CODE_MODULES
+    # the image processor for each backend, as Mask2Former's are registered
+    assert CONFIG_AUTO_MAP["AutoImageProcessor"] == {
+        "pil": "image_processing_pil_maskdino.MaskDinoImageProcessorPil",
+        "torchvision": "image_processing_maskdino.MaskDinoImageProcessor",
+    }
+    for reference in [*CONFIG_AUTO_MAP.values(), *CONFIG_AUTO_MAP["AutoImageProcessor"].values()]:
+        if isinstance(reference, str):
+            assert reference.split(".")[0] in REMOTE_CODE_MODULES
     assert not (directory / "kernels").exists()
 
 

@@ -3,6 +3,11 @@
 Importing the package registers its classes with the transformers Auto classes, so that `AutoModel`,
 `AutoModelForUniversalSegmentation`, `AutoModelForImageSegmentation` (used by the image-segmentation pipeline),
 `AutoModelForObjectDetection` and `AutoImageProcessor` resolve `model_type="maskdino"`.
+
+The image processor has two backends, as in transformers: `MaskDinoImageProcessor` (torchvision, the default of
+`AutoImageProcessor` where torchvision is installed) and `MaskDinoImageProcessorPil` (PIL/NumPy). Where torchvision
+is not installed, `MaskDinoImageProcessor` falls back to `MaskDinoImageProcessorPil` with a warning, as
+`transformers.Mask2FormerImageProcessor` does.
 """
 
 from transformers import (
@@ -13,6 +18,7 @@ from transformers import (
     AutoModelForObjectDetection,
     AutoModelForUniversalSegmentation,
 )
+from transformers.utils import is_torchvision_available, logging
 
 from .configuration_maskdino import MaskDinoConfig
 from .image_processing_pil_maskdino import MaskDinoImageProcessorPil
@@ -22,6 +28,11 @@ from .modeling_maskdino import (
     MaskDinoPreTrainedModel,
 )
 
+if is_torchvision_available():
+    from .image_processing_maskdino import MaskDinoImageProcessor
+
+logger = logging.get_logger(__name__)
+
 
 def register() -> None:
     """Registers the Mask DINO classes with the transformers Auto classes (idempotent)."""
@@ -29,15 +40,27 @@ def register() -> None:
     AutoModel.register(MaskDinoConfig, MaskDinoModel, exist_ok=True)
     for auto_class in (AutoModelForUniversalSegmentation, AutoModelForImageSegmentation, AutoModelForObjectDetection):
         auto_class.register(MaskDinoConfig, MaskDinoForUniversalSegmentation, exist_ok=True)
-    AutoImageProcessor.register(
-        MaskDinoConfig, image_processor_classes={"pil": MaskDinoImageProcessorPil}, exist_ok=True
-    )
+    image_processor_classes = {"pil": MaskDinoImageProcessorPil}
+    if is_torchvision_available():
+        image_processor_classes["torchvision"] = MaskDinoImageProcessor
+    AutoImageProcessor.register(MaskDinoConfig, image_processor_classes=image_processor_classes, exist_ok=True)
 
 
 register()
 
-# Interim, until the torchvision backend lands in `image_processing_maskdino`: the old name is the PIL processor.
-MaskDinoImageProcessor = MaskDinoImageProcessorPil
+
+def __getattr__(name: str):
+    # only reached where torchvision is absent (otherwise the name is imported above)
+    if name == "MaskDinoImageProcessor":
+        logger.warning_once(
+            "`MaskDinoImageProcessor` requires torchvision (not installed); falling back to "
+            "`MaskDinoImageProcessorPil`. Install torchvision to use the default backend, or import "
+            "`MaskDinoImageProcessorPil` (or use `AutoImageProcessor`) to silence this warning."
+        )
+        globals()[name] = MaskDinoImageProcessorPil
+        return MaskDinoImageProcessorPil
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MaskDinoConfig",

@@ -207,9 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     import torch
+    from transformers import AutoImageProcessor
     from transformers.image_utils import load_image
 
-    from . import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+    from . import MaskDinoForUniversalSegmentation
 
     try:
         image = load_image(args.image).convert("RGB")
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = MaskDinoForUniversalSegmentation.from_pretrained(args.model).to(device).eval()
-    processor = MaskDinoImageProcessor.from_pretrained(args.model)
+    processor = AutoImageProcessor.from_pretrained(args.model)  # the torchvision backend where installed
 
     threshold = args.threshold if args.threshold is not None else DEFAULT_THRESHOLDS[args.task]
     segments = predict(image, model, processor, args.task, threshold)

@@ -1,18 +1,22 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
-"""Image processor for Mask DINO on the PIL/NumPy backend: test-time resizing, normalisation and padding, and
-training targets. Post-processing, shared with the torchvision backend, is in `post_processing_maskdino`."""
+"""Image processor for Mask DINO on the PIL/NumPy backend, and what it shares with the torchvision backend
+(`image_processing_maskdino`): the kwargs, the original's resize rule, input checks, training targets and padding
+([`MaskDinoImageProcessingMixin`]). Post-processing, shared too, is in `post_processing_maskdino`."""
 
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import torch
 from torch.nn import functional as F
 from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_base import ImageProcessingMixin
 from transformers.image_processing_utils import BatchFeature, get_size_dict
 from transformers.image_utils import (
     ChannelDimension,
@@ -31,6 +35,7 @@ logger = logging.get_logger(__name__)
 # ImageNet statistics of the original detectron2 configs, on the 0..255 scale (`MODEL.PIXEL_MEAN` / `PIXEL_STD`).
 MASKDINO_PIXEL_MEAN = (123.675, 116.28, 103.53)
 MASKDINO_PIXEL_STD = (58.395, 57.12, 57.375)
+
 
 class MaskDinoImageProcessorKwargs(ImagesKwargs, total=False):
     r"""
@@ -113,6 +118,10 @@ def resize_label_map(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray
     return label_map[rows[:, None], cols[None, :]]
 
 
+# Adapted from
+# transformers.models.mask2former.image_processing_pil_mask2former.convert_segmentation_map_to_binary_masks: an
+# unmapped instance id, or `do_reduce_labels` with instance maps, is a clear error here (a KeyError or shifted classes
+# there).
 def convert_segmentation_map_to_binary_masks(
     segmentation_map: np.ndarray,
     instance_id_to_semantic_id: Mapping[int, int] | None = None,
@@ -247,26 +256,120 @@ def coco_objects_to_binary_masks(
     return np.stack(masks), np.array(labels, dtype=np.int64)
 
 
-class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
+# Resampling of non-uint8 images: the original resizes them with `F.interpolate` (no antialiasing), both backends too.
+FLOAT_IMAGE_INTERPOLATION = {
+    PILImageResampling.NEAREST: "nearest",
+    PILImageResampling.BILINEAR: "bilinear",
+    PILImageResampling.BICUBIC: "bicubic",
+}
+
+
+def interpolate_float_images(images: torch.Tensor, size: tuple[int, int], resample) -> torch.Tensor:
+    """
+    Resize float `(channels, height, width)` or `(batch, channels, height, width)` images as the original resizes
+    non-uint8 images (detectron2's `ResizeTransform`: `F.interpolate`, `align_corners=False`, no antialiasing).
+    """
+    resample = PILImageResampling(resample)
+    if resample not in FLOAT_IMAGE_INTERPOLATION:
+        raise ValueError(
+            f"Resampling {resample.name} is only available for uint8 images; float images support "
+            f"{[mode.name for mode in FLOAT_IMAGE_INTERPOLATION]}."
+        )
+    mode = FLOAT_IMAGE_INTERPOLATION[resample]
+    batched = images if images.ndim == 4 else images[None]
+    resized = F.interpolate(batched, size=size, mode=mode, align_corners=None if mode == "nearest" else False)
+    return resized if images.ndim == 4 else resized[0]
+
+
+def _pil_resize(image: np.ndarray, size: tuple[int, int], resample: PILImageResampling) -> np.ndarray:
+    """A uint8 `(channels, height, width)` image resized with PIL, as the original resizes uint8 images. Other channel
+    counts than 3 are resized band by band (PIL would premultiply the alpha of an RGBA image)."""
+    height, width = size
+    if image.shape[0] == 3:
+        resized = PIL.Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0))).resize((width, height), resample)
+        return np.array(resized).transpose(2, 0, 1)
+    bands = [PIL.Image.fromarray(np.ascontiguousarray(band)).resize((width, height), resample) for band in image]
+    return np.stack([np.array(band) for band in bands])
+
+
+def _dtype_kind(image: np.ndarray | torch.Tensor) -> str:
+    """NumPy's dtype kind ("u", "i", "f", "b", "c") of an array or a tensor."""
+    if isinstance(image, np.ndarray):
+        return image.dtype.kind
+    if image.dtype == torch.bool:
+        return "b"
+    if image.is_complex():
+        return "c"
+    if image.is_floating_point():
+        return "f"
+    return "u" if image.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64) else "i"
+
+
+def _as_float32(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    if isinstance(image, np.ndarray):
+        return image.astype(np.float32, copy=False)
+    return image.to(torch.float32)
+
+
+def _pil_image_pixels(image: PIL.Image.Image, do_convert_rgb: bool) -> np.ndarray:
+    """
+    The pixel values of a PIL image as a `(height, width[, channels])` array. 16-bit (`I;16*`), 32-bit integer (`I`)
+    and float (`F`) images keep their values, for the range rules of [`MaskDinoImageProcessingMixin`]: PIL's own
+    `convert("RGB")` would clip them to 0..255 (a 16-bit image turns white). Other modes are converted with PIL, as
+    the original reads images (`convert("RGB")`, which drops alpha).
+    """
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return np.array(image)
+    if do_convert_rgb:
+        return np.array(image.convert("RGB"))
+    if image.mode in ("P", "PA"):
+        raise ValueError(
+            f"Got a palette image (PIL mode {image.mode!r}) with `do_convert_rgb=False`: it holds colour indices, not "
+            "pixel values. Leave `do_convert_rgb=True` or convert it (`image.convert('RGB')`)."
+        )
+    return np.array(image.convert("L") if image.mode == "1" else image)
+
+
+def _describe(value) -> str:
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_describe(v) for v in value[:3])
+        return f"{type(value).__name__} of {len(value)} [{inner}{', ...' if len(value) > 3 else ''}]"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return type(value).__name__
+
+
+_EXPECTED_IMAGES = (
+    "a PIL image, a NumPy array or torch tensor of shape (H, W), (C, H, W) or (H, W, C), a 4-d batch of those, a "
+    "path or URL, or a list of them"
+)
+
+
+@dataclass
+class TargetSources:
+    """The training targets given for a batch, one entry per image (see [`MaskDinoImageProcessorPil.preprocess`])."""
+
+    segmentation_maps: list[np.ndarray] | None
+    instance_id_to_semantic_id: list[Mapping[int, int] | None]
+    annotations: list[Any] | None
+
+
+class MaskDinoImageProcessingMixin:
     r"""
-    Image processor for Mask DINO on the PIL/NumPy backend.
+    What both image-processor backends of Mask DINO share: the defaults, the checks of input images on top of the
+    backend's own conversion, training targets, padding and the output. A backend class adds `resize` and
+    `_resize_and_normalize` (the only steps whose kernels differ between PIL/NumPy and torchvision).
 
-    Preprocessing follows the original's test-time pipeline: resize so that the shorter side is `shortest_edge`
-    (capped so the longer side stays within `longest_edge`, with PIL bilinear resampling for uint8 images),
-    normalise with the ImageNet mean and standard deviation on the 0..255 scale, and zero-pad at the bottom and
-    right to the batch's largest size rounded up to a multiple of `size_divisor`. `pixel_mask` marks valid pixels
-    with 1. Images can be PIL images, NumPy arrays or torch tensors, grayscale, RGB or RGBA, channels first or
-    last; float images are expected on the 0..255 scale.
+    Images may be PIL images, NumPy arrays or torch tensors, channels first or last, of any of these kinds:
+    - uint8, on the 0..255 scale (resized with antialiased bilinear resampling, as the original does with PIL);
+    - uint16 arrays and tensors and PIL `I;16` images: 16-bit data, rescaled to 0..255 (`x * 255 / 65535`);
+    - other integer arrays and PIL `I` images, whose values must be within 0..255 (anything else is an error, never
+      clipped), and float arrays and PIL `F` images, on the 0..255 scale (finite values only).
 
-    Training targets (`mask_labels`, `class_labels`, one entry per image as in Mask2Former) come from semantic
-    maps, instance maps with `instance_id_to_semantic_id`, or COCO-style annotations with polygon or RLE
-    segmentations.
-
-    Post-processing reproduces the original's inference: `post_process_semantic_segmentation`,
-    `post_process_instance_segmentation`, `post_process_panoptic_segmentation` and `post_process_object_detection`.
-    The inference settings of a checkpoint (`object_mask_threshold`, `overlap_threshold`, `panoptic_temperature`,
-    `detections_per_image`, `stuff_label_ids`, ...) are attributes of the processor and serve as defaults when a
-    caller passes none.
+    With `do_convert_rgb=True` (the default) grayscale is replicated to RGB and a fourth (alpha) channel is dropped,
+    as PIL's `convert("RGB")` does. With `do_convert_rgb=False` an image may have any number of channels, one per
+    entry of `image_mean` / `image_std` (an RGB-D or multispectral model with `num_channels` to match).
     """
 
     valid_kwargs = MaskDinoImageProcessorKwargs
@@ -302,131 +405,31 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
         super().__init__(**kwargs)
         self.stuff_label_ids = [int(label) for label in self.stuff_label_ids]
 
+    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
+        result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        sync_remote_code(save_directory)  # beside a config with `auto_map`, see there
+        return result
+
     # ------------------------------------------------------------------------------------------------ inputs
 
-    def process_image(
-        self,
-        image: ImageInput,
-        do_convert_rgb: bool | None = None,
-        input_data_format: str | ChannelDimension | None = None,
-        **kwargs,
-    ) -> np.ndarray:
-        """
-        Convert one image to a `(3, height, width)` array, uint8 when the input is uint8 (so it is resized with PIL
-        like the original) and float32 otherwise.
-        """
-        if isinstance(image, PIL.Image.Image):
-            if image.mode != "RGB":
-                if not do_convert_rgb:
-                    raise ValueError(
-                        f"Got a PIL image in mode {image.mode!r} with `do_convert_rgb=False`; Mask DINO needs RGB "
-                        "images. Convert it or leave `do_convert_rgb=True`."
-                    )
-                image = image.convert("RGB")
-            return np.array(image).transpose(2, 0, 1)
-        if isinstance(image, torch.Tensor):
-            image = image.detach().cpu()
-            if image.is_floating_point() and image.dtype != torch.float32:
-                image = image.float()
-            image = image.numpy()
-        if not isinstance(image, np.ndarray):
-            raise ValueError(
-                f"Unsupported image type {type(image).__name__}: expected a PIL image, a NumPy array or a torch tensor "
-                "(or a list of them)."
-            )
-        if image.dtype.kind not in "uif":
-            raise ValueError(
-                f"Unsupported image dtype {image.dtype}: expected uint8 (0..255) or a float/integer array on the "
-                "0..255 scale."
-            )
-        if image.ndim == 2:
-            image = image[None]
-        elif image.ndim == 3:
-            channel_axis = self._find_channel_axis(image.shape, input_data_format)
-            if channel_axis == 2:
-                image = image.transpose(2, 0, 1)
-        else:
-            raise ValueError(
-                f"Each image must have 2 dimensions (height, width) or 3 (channels first or last), got shape "
-                f"{tuple(image.shape)}."
-            )
-        num_channels, height, width = image.shape
-        if height == 0 or width == 0:
-            raise ValueError(f"Got an empty image of shape {tuple(image.shape)}.")
-        if num_channels != 3:
-            if not do_convert_rgb:
-                raise ValueError(
-                    f"Got an image with {num_channels} channel(s) with `do_convert_rgb=False`; Mask DINO needs 3 (RGB)."
-                )
-            # grayscale is replicated, alpha is dropped, as PIL's convert("RGB") does
-            image = np.repeat(image, 3, axis=0) if num_channels == 1 else image[:3]
-        if image.dtype.kind == "f":
-            if not np.isfinite(image).all():
-                raise ValueError("The image contains NaN or infinite values.")
-            if image.size and image.max() <= 1.0 and not self.do_rescale:
-                logger.warning_once(
-                    "A float image has all values <= 1, but Mask DINO expects pixel values on the 0..255 scale. "
-                    "Multiply it by 255 (or pass `do_rescale=True, rescale_factor=255`)."
-                )
-            return image.astype(np.float32, copy=False)
-        if image.dtype != np.uint8:
-            return image.astype(np.float32)
-        return image
-
-    @staticmethod
-    def _find_channel_axis(shape: tuple[int, ...], input_data_format: str | ChannelDimension | None) -> int:
-        if input_data_format is not None:
-            input_data_format = ChannelDimension(input_data_format)
-            if input_data_format == ChannelDimension.FIRST:
-                channel_axis = 0
-            elif input_data_format == ChannelDimension.LAST:
-                channel_axis = 2
-            else:
-                raise ValueError(
-                    f"`input_data_format` must be 'channels_first' or 'channels_last', got {input_data_format}."
-                )
-            if shape[channel_axis] not in (1, 3, 4):
-                raise ValueError(
-                    f"Image of shape {shape} with `input_data_format={input_data_format.value}` has "
-                    f"{shape[channel_axis]} channels; expected 1 (grayscale), 3 (RGB) or 4 (RGBA)."
-                )
-            return channel_axis
-        # prefer RGB, then RGBA, then grayscale when both ends could hold channels, e.g. a (4, 6, 3) array
-        preference = {3: 0, 4: 1, 1: 2}
-        first, last = preference.get(shape[0]), preference.get(shape[2])
-        if first is not None or last is not None:
-            if first is not None and last is not None and first == last:
-                logger.warning_once(
-                    f"Cannot tell the channel dimension of an image of shape {shape}; assuming channels first. Pass "
-                    "`input_data_format` to choose."
-                )
-                return 0
-            if last is None or (first is not None and first < last):
-                return 0
-            return 2
-        raise ValueError(
-            f"Cannot find the channel dimension of an image of shape {shape}: expected (channels, height, width) or "
-            "(height, width, channels) with 1 (grayscale), 3 (RGB) or 4 (RGBA) channels."
-        )
+    def fetch_images(self, image_url_or_urls):
+        """Paths and URLs read with PIL in both backends (the same pixels). A local file is opened as it is (upright),
+        not converted to RGB as transformers' `load_image` does, which would clip a 16-bit file to white."""
+        if isinstance(image_url_or_urls, str) and os.path.isfile(image_url_or_urls):
+            return PIL.ImageOps.exif_transpose(PIL.Image.open(image_url_or_urls))
+        return ImageProcessingMixin.fetch_images(self, image_url_or_urls)
 
     def _prepare_images_structure(self, images: ImageInput, expected_ndims: int = 3) -> list:
-        """Flat list of single images from one image, a 4-d batch, or a (nested) list; strings are loaded."""
-        expected = (
-            "a PIL image, a NumPy array or torch tensor of shape (H, W), (C, H, W) or (H, W, C), a 4-d batch of "
-            "those, a path or URL, or a list of them"
-        )
+        """Flat list of single images from one image, a 4-d batch, or a (nested) list; paths and URLs are loaded."""
+        # Not `make_flat_list_of_images`: it takes neither (H, W) arrays nor lists that mix 2-d and 3-d images.
         try:
             images = self.fetch_images(images)
         except TypeError as error:
-            raise ValueError(f"Images must be {expected}; got {_describe(images)}.") from error
-        if isinstance(images, (list, tuple)):
-            flat = []
-            for item in images:
-                flat.extend(item if isinstance(item, (list, tuple)) else [item])
-        else:
-            flat = [images]
+            raise ValueError(f"Images must be {_EXPECTED_IMAGES}; got {_describe(images)}.") from error
+        items = images if isinstance(images, (list, tuple)) else [images]
+        flat = [image for item in items for image in (item if isinstance(item, (list, tuple)) else [item])]
         if not flat:
-            raise ValueError(f"Got no images; pass {expected}.")
+            raise ValueError(f"Got no images; pass {_EXPECTED_IMAGES}.")
         single_images = []
         for item in flat:
             ndim = getattr(item, "ndim", None)
@@ -435,8 +438,121 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
             elif ndim == 4:
                 single_images.extend(list(item))
             else:
-                raise ValueError(f"Images must be {expected}; got {_describe(item)}.")
+                raise ValueError(f"Images must be {_EXPECTED_IMAGES}; got {_describe(item)}.")
         return single_images
+
+    def process_image(
+        self,
+        image: ImageInput,
+        do_convert_rgb: bool | None = None,
+        input_data_format: str | ChannelDimension | None = None,
+        num_channels: int | None = None,
+        **kwargs,
+    ) -> np.ndarray | torch.Tensor:
+        """
+        One image as a channels-first array of the backend (see the class docstring for what is accepted). uint8
+        images stay uint8, so that they are resized like the original resizes them; anything else becomes float32
+        on the 0..255 scale. `num_channels` is the channel count the statistics expect (`None`: any).
+        """
+        if isinstance(image, PIL.Image.Image):
+            image, input_data_format = _pil_image_pixels(image, do_convert_rgb), ChannelDimension.LAST
+        image = self._pixels_on_the_0_255_scale(image)
+        if image.ndim == 3:
+            input_data_format = self._channel_dimension(image, input_data_format, do_convert_rgb, num_channels)
+        # the RGB conversion is ours (alpha dropped, not composited onto white as transformers' is)
+        image = super().process_image(image, do_convert_rgb=False, input_data_format=input_data_format, **kwargs)
+        return self._model_channels(image, do_convert_rgb, num_channels)
+
+    def _pixels_on_the_0_255_scale(self, image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            image = image.detach() if self.backend == "torchvision" else image.detach().cpu()
+        elif not isinstance(image, np.ndarray):
+            raise ValueError(f"Unsupported image type {type(image).__name__}: expected {_EXPECTED_IMAGES}.")
+        kind = _dtype_kind(image)
+        if kind not in "uif":
+            raise ValueError(
+                f"Unsupported image dtype {image.dtype}: expected uint8 (0..255), uint16 (16-bit, rescaled to "
+                "0..255), or other integer or float values on the 0..255 scale."
+            )
+        if 0 in image.shape:
+            raise ValueError(f"Got an empty image of shape {tuple(image.shape)}.")
+        dtype = image.dtype
+        if kind == "u" and dtype.itemsize == 1:
+            return image
+        if kind == "u" and dtype.itemsize == 2:
+            return _as_float32(image) * (255 / 65535)
+        image = _as_float32(image)  # exact for every integer up to 2**24, which is all that passes below
+        low, high = float(image.min()), float(image.max())
+        if kind == "f":
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError("The image contains NaN or infinite values.")
+            if high <= 1.0 and not self.do_rescale:
+                logger.warning_once(
+                    "A float image has all values <= 1, but Mask DINO expects pixel values on the 0..255 scale. "
+                    "Multiply it by 255 (or pass `do_rescale=True, rescale_factor=255`)."
+                )
+        elif low < 0 or high > 255:
+            raise ValueError(
+                f"An integer image of dtype {dtype} has values in "
+                f"[{low:g}, {high:g}], outside 0..255. Pass 16-bit data as uint16 (or a PIL 'I;16' image), which is "
+                "rescaled to 0..255, or scale the image to 0..255 yourself."
+            )
+        return image
+
+    @staticmethod
+    def _accepted_channels(do_convert_rgb: bool, num_channels: int | None) -> tuple[int, ...]:
+        if do_convert_rgb or num_channels is None:
+            return (1, 3, 4)
+        return tuple(sorted({1, 3, 4, num_channels}))
+
+    def _channel_dimension(self, image, input_data_format, do_convert_rgb: bool, num_channels: int | None):
+        accepted = self._accepted_channels(do_convert_rgb, num_channels)
+        names = "1 (grayscale), 3 (RGB) or 4 (RGBA)" if accepted == (1, 3, 4) else " or ".join(map(str, accepted))
+        shape = tuple(image.shape)
+        if input_data_format is None:
+            # Not transformers' `infer_channel_dimension_format`, which takes channels first whenever both ends could
+            # hold channels: a (1, 2, 3) or (4, 6, 3) array is far more likely a tiny RGB image than the reverse.
+            preference = dict.fromkeys(count for count in (num_channels, 3, 4, 1) if count in accepted)
+            rank = {count: index for index, count in enumerate(preference)}
+            first, last = rank.get(shape[0]), rank.get(shape[2])
+            if first is None and last is None:
+                raise ValueError(
+                    f"Cannot find the channel dimension of an image of shape {shape}: expected (channels, height, "
+                    f"width) or (height, width, channels) with {names} channels, or pass `input_data_format`."
+                )
+            if first == last:
+                logger.warning_once(
+                    f"Cannot tell the channel dimension of an image of shape {shape}; assuming channels first. Pass "
+                    "`input_data_format` to choose."
+                )
+            channels_first = last is None or (first is not None and first <= last)
+            return ChannelDimension.FIRST if channels_first else ChannelDimension.LAST
+        input_data_format = ChannelDimension(input_data_format)
+        if input_data_format not in (ChannelDimension.FIRST, ChannelDimension.LAST):
+            raise ValueError(
+                f"`input_data_format` must be 'channels_first' or 'channels_last', got {input_data_format.value}."
+            )
+        channels = shape[0 if input_data_format == ChannelDimension.FIRST else 2]
+        if channels not in accepted:
+            raise ValueError(
+                f"Image of shape {shape} with `input_data_format={input_data_format.value}` has {channels} channels; "
+                f"expected {names}."
+            )
+        return input_data_format
+
+    @staticmethod
+    def _model_channels(image, do_convert_rgb: bool, num_channels: int | None):
+        channels = image.shape[0]
+        if do_convert_rgb:
+            # as PIL's convert("RGB"): grayscale replicated, alpha dropped
+            return image[[0, 0, 0]] if channels == 1 else image[:3]
+        if num_channels is not None and channels != num_channels:
+            raise ValueError(
+                f"Got an image with {channels} channel(s) and `do_convert_rgb=False`, but `image_mean` and "
+                f"`image_std` have {num_channels} values. Pass one mean and standard deviation per channel (for a "
+                f"model with `num_channels={channels}`), or leave `do_convert_rgb=True` to get RGB."
+            )
+        return image
 
     def _prepare_segmentation_map(self, segmentation_map) -> np.ndarray:
         if isinstance(segmentation_map, PIL.Image.Image):
@@ -462,10 +578,48 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
             raise ValueError(f"Unsupported segmentation map dtype {segmentation_map.dtype}: expected integers.")
         return segmentation_map.astype(np.int64)
 
-    def save_pretrained(self, save_directory: str | os.PathLike, push_to_hub: bool = False, **kwargs):
-        result = super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
-        sync_remote_code(save_directory)  # beside a config with `auto_map`, see there
-        return result
+    def _target_sources(
+        self, images: list, segmentation_maps, instance_id_to_semantic_id, annotations
+    ) -> TargetSources | None:
+        """Checks the targets against the images; `None` without targets."""
+        if segmentation_maps is not None and annotations is not None:
+            raise ValueError("Pass either `segmentation_maps` or COCO `annotations` as targets, not both.")
+        if segmentation_maps is None and instance_id_to_semantic_id is not None:
+            raise ValueError("`instance_id_to_semantic_id` is only used with `segmentation_maps` (instance maps).")
+        if segmentation_maps is None and annotations is None:
+            return None
+        if segmentation_maps is not None:
+            if not isinstance(segmentation_maps, (list, tuple)):
+                # a 3-d array is a batch of maps when it has one map per image
+                is_batch = getattr(segmentation_maps, "ndim", 0) == 3 and segmentation_maps.shape[0] == len(images) > 1
+                segmentation_maps = list(segmentation_maps) if is_batch else [segmentation_maps]
+            segmentation_maps = [self._prepare_segmentation_map(m) for m in segmentation_maps]
+            if len(segmentation_maps) != len(images):
+                raise ValueError(
+                    f"Got {len(images)} images but {len(segmentation_maps)} segmentation maps; pass one map per image."
+                )
+            for index, (segmentation_map, image) in enumerate(zip(segmentation_maps, images)):
+                if segmentation_map.shape != tuple(image.shape[-2:]):
+                    raise ValueError(
+                        f"Segmentation map {index} has shape {segmentation_map.shape} but its image is "
+                        f"{image.shape[-2]}x{image.shape[-1]}."
+                    )
+        if annotations is not None:
+            annotations = [annotations] if isinstance(annotations, Mapping) else list(annotations)
+            if len(annotations) != len(images):
+                raise ValueError(
+                    f"Got {len(images)} images but {len(annotations)} annotations; pass one annotation per image."
+                )
+        if isinstance(instance_id_to_semantic_id, (list, tuple)):
+            if len(instance_id_to_semantic_id) != len(images):
+                raise ValueError(
+                    f"`instance_id_to_semantic_id` is a list of {len(instance_id_to_semantic_id)} dicts for "
+                    f"{len(images)} images; pass one dict per image or a single dict."
+                )
+            mappings = list(instance_id_to_semantic_id)
+        else:
+            mappings = [instance_id_to_semantic_id] * len(images)
+        return TargetSources(segmentation_maps, mappings, annotations)
 
     # ------------------------------------------------------------------------------------------------ preprocess
 
@@ -482,8 +636,8 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
 
         Args:
             images (`ImageInput`):
-                One image or a list of images (PIL, NumPy or torch; grayscale, RGB or RGBA; channels first or last;
-                any sizes).
+                One image or a list of images (PIL, NumPy or torch; channels first or last; any sizes; see the class
+                docstring for the pixel types and channel counts).
             segmentation_maps (`ImageInput`, *optional*):
                 One 2-d integer map per image, the size of its image: class ids (semantic maps) or instance ids
                 (with `instance_id_to_semantic_id`). Pixels equal to `ignore_index` get no mask.
@@ -495,7 +649,7 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
                 (`{"size": [h, w], "counts": ...}`) segmentations. `category_id` must be the model's label id.
 
         Returns:
-            [`BatchFeature`]: `pixel_values` `(batch_size, 3, padded_height, padded_width)`, `pixel_mask`
+            [`BatchFeature`]: `pixel_values` `(batch_size, channels, padded_height, padded_width)`, `pixel_mask`
             `(batch_size, padded_height, padded_width)` (1 = valid pixel) and, with targets, `mask_labels` (list of
             float tensors `(num_targets, padded_height, padded_width)`) and `class_labels` (list of int64 tensors
             `(num_targets,)`).
@@ -510,80 +664,22 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
         annotations: list[dict[str, Any]] | dict[str, Any] | None,
         do_convert_rgb: bool | None = None,
         input_data_format: str | ChannelDimension | None = None,
+        device: "str | torch.device | None" = None,
         **kwargs,
     ) -> BatchFeature:
+        statistics = kwargs["image_mean"] if kwargs.get("do_normalize") else None
         images = self._prepare_image_like_inputs(
-            images, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format
+            images,
+            do_convert_rgb=do_convert_rgb,
+            input_data_format=input_data_format,
+            device=device,
+            num_channels=len(statistics) if isinstance(statistics, Sequence) else None,
         )
-        if segmentation_maps is not None and annotations is not None:
-            raise ValueError("Pass either `segmentation_maps` or COCO `annotations` as targets, not both.")
-        if segmentation_maps is not None:
-            if not isinstance(segmentation_maps, (list, tuple)):
-                # a 3-d array is a batch of maps when it has one map per image
-                is_batch = getattr(segmentation_maps, "ndim", 0) == 3 and segmentation_maps.shape[0] == len(images) > 1
-                segmentation_maps = list(segmentation_maps) if is_batch else [segmentation_maps]
-            segmentation_maps = [self._prepare_segmentation_map(m) for m in segmentation_maps]
-            if len(segmentation_maps) != len(images):
-                raise ValueError(
-                    f"Got {len(images)} images but {len(segmentation_maps)} segmentation maps; pass one map per image."
-                )
-        elif instance_id_to_semantic_id is not None:
-            raise ValueError("`instance_id_to_semantic_id` is only used with `segmentation_maps` (instance maps).")
-        if annotations is not None:
-            if isinstance(annotations, Mapping):
-                annotations = [annotations]
-            if len(annotations) != len(images):
-                raise ValueError(
-                    f"Got {len(images)} images but {len(annotations)} annotations; pass one annotation per image."
-                )
-        if isinstance(instance_id_to_semantic_id, (list, tuple)) and len(instance_id_to_semantic_id) != len(images):
-            raise ValueError(
-                f"`instance_id_to_semantic_id` is a list of {len(instance_id_to_semantic_id)} dicts for "
-                f"{len(images)} images; pass one dict per image or a single dict."
-            )
-        return self._preprocess(images, segmentation_maps, instance_id_to_semantic_id, annotations, **kwargs)
+        targets = self._target_sources(images, segmentation_maps, instance_id_to_semantic_id, annotations)
+        return self._preprocess(images, targets, **kwargs)
 
-    def resize(
-        self,
-        image: np.ndarray,
-        size: SizeDict,
-        resample: PILImageResampling | None = None,
-        **kwargs,
-    ) -> np.ndarray:
-        """
-        Resize a `(channels, height, width)` image. `size` is `{"shortest_edge", "longest_edge"}` (the original's
-        test-time resize, see [`get_resize_output_size`]) or `{"height", "width"}`. uint8 images are resized with
-        PIL, as the original does; other images with torch interpolation of the same kind.
-        """
-        new_size = self._output_size(image.shape[-2:], size)
-        if tuple(image.shape[-2:]) == new_size:
-            return image
-        resample = PILImageResampling(resample if resample is not None else self.resample)
-        if image.dtype == np.uint8:
-            pil_image = PIL.Image.fromarray(np.ascontiguousarray(image.transpose(1, 2, 0)))
-            resized = pil_image.resize((new_size[1], new_size[0]), resample=resample)
-            return np.array(resized).transpose(2, 0, 1)
-        modes = {
-            PILImageResampling.NEAREST: "nearest",
-            PILImageResampling.BILINEAR: "bilinear",
-            PILImageResampling.BICUBIC: "bicubic",
-        }
-        if resample not in modes:
-            raise ValueError(
-                f"Resampling {resample.name} is only available for uint8 images; float images support "
-                f"{[m.name for m in modes]}."
-            )
-        mode = modes[resample]
-        resized = F.interpolate(
-            torch.from_numpy(np.ascontiguousarray(image))[None],
-            size=new_size,
-            mode=mode,
-            align_corners=None if mode == "nearest" else False,
-        )
-        return resized[0].numpy()
-
-    @staticmethod
-    def _output_size(image_size: Iterable[int], size: SizeDict) -> tuple[int, int]:
+    def _output_size(self, image_size: Iterable[int], size: SizeDict) -> tuple[int, int]:
+        """The resized `(height, width)`: the original's rounding (see [`get_resize_output_size`]), or a fixed size."""
         image_size = tuple(int(s) for s in image_size)
         if size.shortest_edge:
             return get_resize_output_size(image_size, size.shortest_edge, size.longest_edge)
@@ -593,28 +689,10 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
             f"`size` must be {{'shortest_edge': int, 'longest_edge': int}} or {{'height': int, 'width': int}}, got {size}."
         )
 
-    def _padded_size(
-        self, image_sizes: list[tuple[int, int]], size_divisor: int | None, pad_size: SizeDict | None
-    ) -> tuple[int, int]:
-        if pad_size is not None:
-            padded = (pad_size.height, pad_size.width)
-            too_large = [s for s in image_sizes if s[0] > padded[0] or s[1] > padded[1]]
-            if too_large:
-                raise ValueError(f"`pad_size` {padded} is smaller than the (resized) image size(s) {too_large}.")
-            return padded
-        max_height = max(s[0] for s in image_sizes)
-        max_width = max(s[1] for s in image_sizes)
-        if size_divisor:
-            max_height = math.ceil(max_height / size_divisor) * size_divisor
-            max_width = math.ceil(max_width / size_divisor) * size_divisor
-        return max_height, max_width
-
     def _preprocess(
         self,
-        images: list[np.ndarray],
-        segmentation_maps: list[np.ndarray] | None,
-        instance_id_to_semantic_id: list[dict[int, int]] | dict[int, int] | None,
-        annotations: list[Any] | None,
+        images: list,
+        targets: TargetSources | None,
         do_resize: bool,
         size: SizeDict,
         resample: PILImageResampling | None,
@@ -629,37 +707,85 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
         ignore_index: int | None,
         do_reduce_labels: bool,
         return_tensors: str | TensorType | None,
+        disable_grouping: bool | None = None,
         **kwargs,
     ) -> BatchFeature:
-        processed_images = []
-        mask_labels, class_labels = [], []
-        for index, image in enumerate(images):
-            original_size = tuple(image.shape[-2:])
-            if segmentation_maps is not None and tuple(segmentation_maps[index].shape) != original_size:
-                raise ValueError(
-                    f"Segmentation map {index} has shape {tuple(segmentation_maps[index].shape)} but its image is "
-                    f"{original_size[0]}x{original_size[1]}."
-                )
-            if do_resize:
-                image = self.resize(image, size=size, resample=resample)
-            resized_size = tuple(image.shape[-2:])
-            image = image.astype(np.float32)
-            if do_rescale:
-                image = self.rescale(image, rescale_factor)
-            if do_normalize:
-                image = self.normalize(image, image_mean, image_std)
-            processed_images.append(image.astype(np.float32, copy=False))
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        resample = resample if resample is not None else self.resample
+        images = self._resize_and_normalize(
+            images,
+            size=size if do_resize else None,
+            resample=resample,
+            rescale_factor=rescale_factor if do_rescale else None,
+            image_mean=image_mean if do_normalize else None,
+            image_std=image_std,
+            disable_grouping=disable_grouping,
+        )
+        image_sizes = [tuple(image.shape[-2:]) for image in images]
+        padded_size = self._padded_size(image_sizes, size_divisor, pad_size) if do_pad else None
+        if padded_size is not None:
+            images, pixel_masks = self.pad(images, pad_size=padded_size, return_mask=True)
+        else:
+            # each image padded to its own size: an all-ones mask of the backend's array type
+            pixel_masks = [
+                self.pad([image], pad_size=SizeDict(height=height, width=width), return_mask=True)[1][0]
+                for image, (height, width) in zip(images, image_sizes)
+            ]
+        encoded = BatchFeature(data={"pixel_values": images, "pixel_mask": pixel_masks}, tensor_type=return_tensors)
+        if targets is not None:
+            target_arrays = self._targets(targets, original_sizes, image_sizes, ignore_index, do_reduce_labels)
+            if padded_size is not None:
+                # target masks are padded with "not this object", as the original's criterion pads them
+                target_arrays["mask_labels"] = [
+                    np.pad(masks, ((0, 0), (0, padded_size.height - h), (0, padded_size.width - w)))
+                    for masks, (h, w) in zip(target_arrays["mask_labels"], image_sizes)
+                ]
+            as_tensors = return_tensors == "pt" or self.backend == "torchvision"
+            device = images[0].device if isinstance(images[0], torch.Tensor) else None
+            for key, arrays in target_arrays.items():
+                encoded[key] = [torch.from_numpy(a).to(device) if as_tensors else a for a in arrays]
+        return encoded
 
-            if segmentation_maps is not None:
-                id_mapping = instance_id_to_semantic_id
-                if isinstance(id_mapping, (list, tuple)):
-                    id_mapping = id_mapping[index]
-                label_map = resize_label_map(segmentation_maps[index], resized_size)
-                masks, labels = convert_segmentation_map_to_binary_masks(
-                    label_map, id_mapping, ignore_index=ignore_index, do_reduce_labels=do_reduce_labels
+    @staticmethod
+    def _padded_size(
+        image_sizes: list[tuple[int, int]], size_divisor: int | None, pad_size: SizeDict | None
+    ) -> SizeDict:
+        if pad_size is not None:
+            too_large = [s for s in image_sizes if s[0] > pad_size.height or s[1] > pad_size.width]
+            if too_large:
+                raise ValueError(
+                    f"`pad_size` {(pad_size.height, pad_size.width)} is smaller than the (resized) image size(s) "
+                    f"{too_large}."
                 )
-            elif annotations is not None:
-                annotation = annotations[index]
+            return pad_size
+        max_height = max(s[0] for s in image_sizes)
+        max_width = max(s[1] for s in image_sizes)
+        if size_divisor:
+            max_height = math.ceil(max_height / size_divisor) * size_divisor
+            max_width = math.ceil(max_width / size_divisor) * size_divisor
+        return SizeDict(height=max_height, width=max_width)
+
+    @staticmethod
+    def _targets(
+        targets: TargetSources,
+        original_sizes: list[tuple[int, int]],
+        resized_sizes: list[tuple[int, int]],
+        ignore_index: int | None,
+        do_reduce_labels: bool,
+    ) -> dict[str, list[np.ndarray]]:
+        """`mask_labels` (at the resized size, unpadded) and `class_labels` of every image, as NumPy arrays."""
+        mask_labels, class_labels = [], []
+        for index, (original_size, resized_size) in enumerate(zip(original_sizes, resized_sizes)):
+            if targets.segmentation_maps is not None:
+                label_map = resize_label_map(targets.segmentation_maps[index], resized_size)
+                masks, labels = convert_segmentation_map_to_binary_masks(
+                    label_map,
+                    targets.instance_id_to_semantic_id[index],
+                    ignore_index=ignore_index,
+                    do_reduce_labels=do_reduce_labels,
+                )
+            else:
+                annotation = targets.annotations[index]
                 objects = annotation.get("annotations", []) if isinstance(annotation, Mapping) else annotation
                 if not isinstance(objects, (list, tuple)):
                     raise ValueError(
@@ -667,48 +793,69 @@ class MaskDinoImageProcessorPil(MaskDinoPostProcessingMixin, PilBackend):
                         f"got {type(objects).__name__}."
                     )
                 masks, labels = coco_objects_to_binary_masks(objects, original_size, resized_size)
-            else:
-                continue
             mask_labels.append(masks)
             class_labels.append(labels)
-
-        image_sizes = [tuple(image.shape[-2:]) for image in processed_images]
-        padded_size = self._padded_size(image_sizes, size_divisor, pad_size) if do_pad else None
-        pixel_values, pixel_masks = [], []
-        for index, image in enumerate(processed_images):
-            height, width = image_sizes[index]
-            if padded_size is not None and (height, width) != padded_size:
-                padded = np.zeros((image.shape[0], *padded_size), dtype=np.float32)
-                padded[:, :height, :width] = image
-                image = padded
-                if mask_labels:
-                    # target masks are padded with "not this object", as the original's criterion pads them
-                    masks = np.zeros((mask_labels[index].shape[0], *padded_size), dtype=np.float32)
-                    masks[:, :height, :width] = mask_labels[index]
-                    mask_labels[index] = masks
-            pixel_mask = np.zeros(image.shape[-2:], dtype=np.int64)
-            pixel_mask[:height, :width] = 1
-            pixel_values.append(image)
-            pixel_masks.append(pixel_mask)
-
-        encoded = BatchFeature(
-            data={"pixel_values": pixel_values, "pixel_mask": pixel_masks}, tensor_type=return_tensors
-        )
-        if segmentation_maps is not None or annotations is not None:
-            as_tensor = torch.from_numpy if return_tensors == "pt" else (lambda array: array)
-            encoded["mask_labels"] = [as_tensor(masks) for masks in mask_labels]
-            encoded["class_labels"] = [as_tensor(labels) for labels in class_labels]
-        return encoded
+        return {"mask_labels": mask_labels, "class_labels": class_labels}
 
 
-def _describe(value) -> str:
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(_describe(v) for v in value[:3])
-        return f"{type(value).__name__} of {len(value)} [{inner}{', ...' if len(value) > 3 else ''}]"
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return f"{type(value).__name__} of shape {tuple(shape)}"
-    return type(value).__name__
+class MaskDinoImageProcessorPil(MaskDinoImageProcessingMixin, MaskDinoPostProcessingMixin, PilBackend):
+    r"""
+    Image processor for Mask DINO on the PIL/NumPy backend (the torchvision one, [`MaskDinoImageProcessor`], gives
+    the same results on tensors and on the GPU).
+
+    Preprocessing follows the original's test-time pipeline: resize so that the shorter side is `shortest_edge`
+    (capped so the longer side stays within `longest_edge`, with PIL bilinear resampling for uint8 images),
+    normalise with the ImageNet mean and standard deviation on the 0..255 scale, and zero-pad at the bottom and
+    right to the batch's largest size rounded up to a multiple of `size_divisor`. `pixel_mask` marks valid pixels
+    with 1. The images it takes are described in [`MaskDinoImageProcessingMixin`].
+
+    Training targets (`mask_labels`, `class_labels`, one entry per image as in Mask2Former) come from semantic
+    maps, instance maps with `instance_id_to_semantic_id`, or COCO-style annotations with polygon or RLE
+    segmentations.
+
+    Post-processing reproduces the original's inference: `post_process_semantic_segmentation`,
+    `post_process_instance_segmentation`, `post_process_panoptic_segmentation` and `post_process_object_detection`.
+    The inference settings of a checkpoint (`object_mask_threshold`, `overlap_threshold`, `panoptic_temperature`,
+    `detections_per_image`, `stuff_label_ids`, ...) are attributes of the processor and serve as defaults when a
+    caller passes none.
+    """
+
+    def resize(
+        self,
+        image: np.ndarray,
+        size: SizeDict,
+        resample: PILImageResampling | None = None,
+        **kwargs,
+    ) -> np.ndarray:
+        """
+        Resize a `(channels, height, width)` image. `size` is `{"shortest_edge", "longest_edge"}` (the original's
+        test-time resize, see [`get_resize_output_size`]) or `{"height", "width"}`. uint8 images are resized with
+        PIL, as the original does; other images with `F.interpolate`, as the original does (see
+        [`interpolate_float_images`]).
+        """
+        new_size = self._output_size(image.shape[-2:], size)
+        if tuple(image.shape[-2:]) == new_size:
+            return image
+        resample = PILImageResampling(resample if resample is not None else self.resample)
+        if image.dtype == np.uint8:
+            return _pil_resize(image, new_size, resample)
+        return interpolate_float_images(torch.from_numpy(np.ascontiguousarray(image)), new_size, resample).numpy()
+
+    def _resize_and_normalize(
+        self, images: list[np.ndarray], size, resample, rescale_factor, image_mean, image_std, disable_grouping
+    ) -> list[np.ndarray]:
+        """Each image resized (`size=None`: not), rescaled and normalised (`None`: not), as float32."""
+        processed = []
+        for image in images:
+            if size is not None:
+                image = self.resize(image, size=size, resample=resample)
+            image = image.astype(np.float32)
+            if rescale_factor is not None:
+                image = self.rescale(image, rescale_factor)
+            if image_mean is not None:
+                image = self.normalize(image, image_mean, image_std)
+            processed.append(image.astype(np.float32, copy=False))
+        return processed
 
 
 __all__ = ["MaskDinoImageProcessorPil"]

@@ -139,9 +139,10 @@ class SegmentationTransform:
         height, width = label_map.shape
         factor = self._rng.uniform(*self.large_scale_jitter_scales) * size / max(height, width)
         new_height, new_width = max(1, round(height * factor)), max(1, round(width * factor))
-        resized = self.image_processor.resize(
-            np.ascontiguousarray(image.transpose(2, 0, 1)), size=SizeDict(height=new_height, width=new_width)
-        )
+        image = np.ascontiguousarray(image.transpose(2, 0, 1))
+        if self.image_processor.backend == "torchvision":  # that backend resizes tensors
+            image = torch.from_numpy(image)
+        resized = np.asarray(self.image_processor.resize(image, size=SizeDict(height=new_height, width=new_width)))
         image, label_map = resized.transpose(1, 2, 0), resize_label_map(label_map, (new_height, new_width))
         top = round(self._rng.uniform() * max(new_height - size, 0))
         left = round(self._rng.uniform() * max(new_width - size, 0))
