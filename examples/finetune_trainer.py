@@ -49,8 +49,6 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 from transformers.trainer_utils import get_last_checkpoint
 
 from transformers_maskdino.model_card import write_fine_tuned_model_card
-from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
-from transformers_maskdino.training.formats import DatasetSource, load_training_data
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,
@@ -64,6 +62,11 @@ from transformers_maskdino.training import (
     evaluation_loss,
     ground_truth_at_input_size,
 )
+from transformers_maskdino.training.evaluation import (
+    METRIC_TASKS_FOR_DATASET_TASK,
+    SegmentationEvaluator,
+)
+from transformers_maskdino.training.formats import DatasetSource, load_training_data
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +288,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     logger.info(
         "Model: %.2fM parameters; task %s; labels %s; stuff %s",
-        model.num_parameters() / 1e6, task, id2label, stuff_label_ids,
+        model.num_parameters() / 1e6,
+        task,
+        id2label,
+        stuff_label_ids,
     )
 
     columns = {

@@ -209,7 +209,8 @@ def _coco_polygon_mask(polygons: Sequence, original_size: tuple[int, int], resiz
         coordinates = np.asarray(polygon, dtype=np.float64).reshape(-1)
         if coordinates.size % 2:
             raise ValueError(
-                f"Polygon of {where} has an odd number of coordinates ({coordinates.size}); expected [x0, y0, x1, y1, ...]."
+                f"Polygon of {where} has an odd number of coordinates ({coordinates.size}); expected "
+                "[x0, y0, x1, y1, ...]."
             )
         if coordinates.size < 6:
             continue  # fewer than 3 points enclose no area

@@ -179,6 +179,69 @@ def rescale_and_crop_coco_objects(
     return transformed
 
 
+def ground_truth_of_row(
+    row: Mapping[str, Any],
+    task: str,
+    ignore_index: int = SEMANTIC_IGNORE_INDEX,
+    do_reduce_labels: bool = False,
+    panoptic_map_column: str = "panoptic_map",
+    segments_info_column: str = "segments_info",
+    semantic_map_column: str = "semantic_map",
+    objects_column: str = "objects",
+):
+    """
+    The ground truth of one dataset row at its image's original size, for [`SegmentationEvaluator`]: a
+    [`GroundTruth`] of the row's COCO objects (masks where they have one, boxes, COCO areas, crowd flags) or
+    panoptic segments (crowd flags), or `(masks, labels)` of its semantic classes (`task="semantic"`). For the
+    panoptic and instance tasks, a panoptic annotation gives every segment (PQ and mIoU use them all; AP the things).
+    """
+    from .evaluation import GroundTruth
+
+    if task == "semantic":
+        semantic_map = semantic_label_map(row[semantic_map_column], ignore_index, do_reduce_labels)
+        return ground_truth_segments("semantic", semantic_map=semantic_map, ignore_index=ignore_index)
+    if objects_column in row and row[objects_column] is not None:
+        return _objects_ground_truth(coco_objects_of_row(row[objects_column]), _image_size(row["image"]))
+    panoptic_map = decode_panoptic_map(row[panoptic_map_column])
+    segments = row[segments_info_column]
+    masks, labels = ground_truth_segments("panoptic", panoptic_map=panoptic_map, segments_info=segments)
+    crowd_ids = {int(s["id"]) for s in segments if s.get("iscrowd", False)}
+    present = [
+        int(s["id"]) for s in sorted(segments, key=lambda s: int(s["id"])) if (panoptic_map == int(s["id"])).any()
+    ]
+    return GroundTruth(labels=labels, masks=masks, iscrowd=np.array([i in crowd_ids for i in present], dtype=bool))
+
+
+def _image_size(image) -> tuple[int, int]:
+    if hasattr(image, "size") and not isinstance(image, np.ndarray):
+        return image.size[1], image.size[0]  # PIL: (width, height)
+    return tuple(np.asarray(image).shape[:2])
+
+
+def _objects_ground_truth(objects: Sequence[Mapping], size: tuple[int, int]):
+    from .evaluation import GroundTruth, _mask_bbox
+
+    masks, labels, boxes, areas, iscrowd, has_masks = [], [], [], [], [], []
+    for obj in objects:
+        mask = _object_mask(obj, size)
+        has_masks.append(mask is not None)
+        mask = np.zeros(size, dtype=bool) if mask is None else mask.astype(bool)
+        masks.append(mask)
+        labels.append(int(obj["category_id"]))
+        boxes.append([float(v) for v in obj["bbox"]] if obj.get("bbox") is not None else _mask_bbox(mask))
+        default_area = float(mask.sum()) if has_masks[-1] else boxes[-1][2] * boxes[-1][3]
+        areas.append(float(obj.get("area", default_area)))
+        iscrowd.append(bool(obj.get("iscrowd", 0)))
+    return GroundTruth(
+        labels=np.array(labels, dtype=np.int64),
+        masks=np.stack(masks) if masks else np.zeros((0, *size), dtype=bool),
+        has_masks=np.array(has_masks, dtype=bool),
+        boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        areas=np.array(areas, dtype=np.float64),
+        iscrowd=np.array(iscrowd, dtype=bool),
+    )
+
+
 @dataclass
 class SegmentationTransform:
     """
@@ -499,7 +562,9 @@ def build_model_and_image_processor(
 
     # a checkpoint's mapping belongs to its own dataset: replaced, or dropped
     model.config.dataset_category_ids = (
-        {int(label): int(category) for label, category in dataset_category_ids.items()} if dataset_category_ids else None
+        {int(label): int(category) for label, category in dataset_category_ids.items()}
+        if dataset_category_ids
+        else None
     )
     processor_source = image_processor_name or model_name_or_path
     if processor_source is not None:
@@ -591,9 +656,9 @@ def ground_truth_at_input_size(
             ground_truth.append((masks, labels))
             continue
         has_masks = target_has_masks[index].bool().cpu()
-        center_x, center_y, box_width, box_height = (target_boxes[index].float().cpu() * torch.tensor(
-            [width, height, width, height]
-        )).unbind(-1)
+        center_x, center_y, box_width, box_height = (
+            target_boxes[index].float().cpu() * torch.tensor([width, height, width, height])
+        ).unbind(-1)
         boxes = torch.stack([center_x - box_width / 2, center_y - box_height / 2, box_width, box_height], -1)
         mask_boxes = GroundTruth(labels=labels.cpu(), masks=masks.cpu()).boxes
         boxes = np.where(has_masks[:, None].numpy(), mask_boxes, boxes.numpy())
@@ -781,14 +846,20 @@ __all__ = [
     "SegmentationTransform",
     "build_model_and_image_processor",
     "build_optimizer",
+    "coco_objects_of_row",
     "collate_segmentation_batch",
     "dataset_label_names",
     "dataset_stuff_label_ids",
+    "decode_panoptic_map",
     "evaluation_loss",
+    "flip_coco_objects",
     "ground_truth_at_input_size",
+    "ground_truth_of_row",
     "ground_truth_segments",
     "load_backbone_weights",
     "load_segmentation_dataset",
     "optimizer_parameter_groups",
+    "rescale_and_crop_coco_objects",
     "segment_class_mapping",
+    "semantic_label_map",
 ]

@@ -302,7 +302,12 @@ def coco_average_precision(
         images.append({"id": image_id, "height": record["height"], "width": record["width"]})
         for annotation in record["ground_truth"]:
             annotations.append(
-                {**annotation, "id": len(annotations) + 1, "image_id": image_id, "iscrowd": annotation.get("iscrowd", 0)}
+                {
+                    **annotation,
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "iscrowd": annotation.get("iscrowd", 0),
+                }
             )
         for detection in record["detections"]:
             detections.append({**detection, "image_id": image_id})
@@ -541,7 +546,9 @@ class SegmentationEvaluator:
         return [
             {"category_id": int(label), "score": float(score), "bbox": [x0, y0, x1 - x0, y1 - y0]}
             for score, label, (x0, y0, x1, y1) in zip(
-                _to_numpy(result["scores"]).tolist(), _to_numpy(result["labels"]).tolist(), _to_numpy(result["boxes"]).tolist()
+                _to_numpy(result["scores"]).tolist(),
+                _to_numpy(result["labels"]).tolist(),
+                _to_numpy(result["boxes"]).tolist(),
             )
         ]
 

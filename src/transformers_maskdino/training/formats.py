@@ -200,7 +200,12 @@ def read_coco_annotations(
             raise AnnotationError(f"{path}: images {missing[:5]} have no panoptic annotation (every image needs one).")
         columns["panoptic_map"] = [_image_path(panoptic_masks_dir, by_image[i][0]) for i in image_ids]
         columns["segments_info"] = [by_image[i][1] for i in image_ids]
-        segment = {"id": Value("int64"), "category_id": Value("int64"), "isthing": Value("bool"), "iscrowd": Value("bool")}
+        segment = {
+            "id": Value("int64"),
+            "category_id": Value("int64"),
+            "isthing": Value("bool"),
+            "iscrowd": Value("bool"),
+        }
         features = Features(
             {
                 "image": ImageFeature(),
@@ -239,9 +244,7 @@ def read_id2label_file(path: str | Path) -> dict[int, str]:
     return dict(sorted(id2label.items()))
 
 
-def read_semantic_folders(
-    images_dir: str | Path, labels_dir: str | Path, id2label_file: str | Path | None = None
-):
+def read_semantic_folders(images_dir: str | Path, labels_dir: str | Path, id2label_file: str | Path | None = None):
     """
     Pair the images of `images_dir` with the label PNGs of `labels_dir` by file name (without extension); a label
     PNG holds one class id per pixel. Class names come from `id2label_file`, by default an `id2label.json` in
@@ -259,7 +262,9 @@ def read_semantic_folders(
         if not directory.is_dir():
             raise FileNotFoundError(f"{directory} is not a directory.")
     if id2label_file is None:
-        candidates = [directory / "id2label.json" for directory in (labels_dir, labels_dir.parent, labels_dir.parent.parent)]
+        candidates = [
+            directory / "id2label.json" for directory in (labels_dir, labels_dir.parent, labels_dir.parent.parent)
+        ]
         found = [candidate for candidate in candidates if candidate.is_file()]
         if not found:
             raise FileNotFoundError(
@@ -304,7 +309,8 @@ class DatasetSource:
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
     coco_annotations: str | None = field(
-        default=None, metadata={"help": "COCO instance, detection (boxes only) or panoptic JSON of the training split."}
+        default=None,
+        metadata={"help": "COCO instance, detection (boxes only) or panoptic JSON of the training split."},
     )
     images_dir: str | None = field(default=None, metadata={"help": "Image folder of --coco_annotations."})
     panoptic_masks_dir: str | None = field(
@@ -323,7 +329,9 @@ class DatasetSource:
     eval_semantic_labels_dir: str | None = field(default=None, metadata={"help": "Validation label PNGs."})
     id2label_file: str | None = field(
         default=None,
-        metadata={"help": "JSON {id: name} of the classes (semantic folders: default id2label.json beside the labels)."},
+        metadata={
+            "help": "JSON {id: name} of the classes (semantic folders: default id2label.json beside the labels)."
+        },
     )
     ignore_index: int = field(default=255, metadata={"help": "Label-PNG value of unlabelled pixels."})
     do_reduce_labels: bool = field(
@@ -382,8 +390,8 @@ def _labels_of_dataset(dataset, source: DatasetSource, segments_info_column: str
     names = dataset_label_names(dataset, segments_info_column) if has_segments else None
     if names is None:
         raise ValueError(
-            f"The dataset's class names are unknown: `{segments_info_column}.category_id` is not a `datasets.ClassLabel`"
-            " holding them; give them with --id2label_file (a JSON {id: name})."
+            f"The dataset's class names are unknown: `{segments_info_column}.category_id` is not a "
+            "`datasets.ClassLabel` holding them; give them with --id2label_file (a JSON {id: name})."
         )
     return DatasetLabels(id2label=dict(enumerate(names)), stuff_label_ids=stuff, task=task)
 
@@ -422,7 +430,9 @@ def load_training_data(
             )
         return DatasetDict({"train": train, "validation": validation[0]}), labels
     if not 0 < validation_fraction < 1:
-        raise ValueError(f"No validation files, and `validation_fraction` ({validation_fraction}) cannot make a split.")
+        raise ValueError(
+            f"No validation files, and `validation_fraction` ({validation_fraction}) cannot make a split."
+        )
     split = train.train_test_split(test_size=validation_fraction, seed=seed)
     return DatasetDict({"train": split["train"], "validation": split["test"]}), labels
 
@@ -438,7 +448,9 @@ def load_evaluation_data(
     from .data import load_segmentation_dataset
 
     if source.kind() == "datasets":
-        dataset = load_segmentation_dataset(source.dataset_name, source.dataset_config_name, split, split)["validation"]
+        dataset = load_segmentation_dataset(source.dataset_name, source.dataset_config_name, split, split)[
+            "validation"
+        ]
         try:
             return dataset, _labels_of_dataset(dataset, source, segments_info_column, columns or DEFAULT_COLUMNS)
         except ValueError:  # no class names in the data: evaluation uses the model's
@@ -455,11 +467,11 @@ def dataset_category_ids_of(config) -> dict[int, int] | None:
 
 __all__ = [
     "AnnotationError",
+    "DatasetLabels",
     "DatasetSource",
     "dataset_category_ids_of",
     "load_evaluation_data",
     "load_training_data",
-    "DatasetLabels",
     "read_coco_annotations",
     "read_id2label_file",
     "read_semantic_folders",
