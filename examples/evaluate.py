@@ -92,8 +92,7 @@ def run_evaluation(
         tasks=METRIC_TASKS_FOR_DATASET_TASK[task],
         ignore_index=ignore_index,
     )
-    # panoptic ground truth also gives the semantic one; AP uses its thing segments
-    ground_truth_task = "semantic" if task == "semantic" else "panoptic"
+    # a panoptic annotation also gives the semantic ground truth, and the thing segments for AP
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch"):
         rows = dataset[start : start + batch_size]
         images = [image.convert("RGB") for image in rows["image"]]
@@ -103,7 +102,7 @@ def run_evaluation(
         ground_truth = [
             ground_truth_of_row(
                 {column: values[index] for column, values in rows.items()},
-                ground_truth_task,
+                task,
                 ignore_index=ignore_index,
                 do_reduce_labels=do_reduce_labels,
             )

@@ -27,6 +27,7 @@ from transformers_maskdino.training import (
     dataset_label_names,
     dataset_stuff_label_ids,
     evaluation_loss,
+    ground_truth_at_input_size,
     ground_truth_segments,
     load_backbone_weights,
     load_segmentation_dataset,
@@ -666,3 +667,48 @@ def test_crowd_panoptic_segments_are_ignored_in_training(processor):
     encoded = SegmentationTransform(processor, task="panoptic")(batch)
     assert encoded["class_labels"][0].tolist() == [3]
     assert encoded["mask_labels"][0][0, :32, :64].all() and encoded["mask_labels"][0][0].sum() == 32 * 64
+
+
+def test_box_ap_rises_when_training_on_box_only_files(tmp_path, processor):
+    """Detection fine-tuning on COCO files without masks: a tiny model trained on two images' boxes detects them
+    (box AP of `post_process_object_detection`, as examples/evaluate.py --task detection scores it)."""
+    from transformers_maskdino.training.evaluation import SegmentationEvaluator
+    from transformers_maskdino.training.formats import read_coco_annotations
+    from transformers_maskdino.training.synthetic_data import write_split_files
+
+    paths = write_split_files(tmp_path, "coco-boxes", "train", 2, image_size=64, max_objects=2)
+    dataset, labels = read_coco_annotations(paths["coco_annotations"], paths["images_dir"])
+    assert labels.task == "detection"
+    rows = dataset.with_transform(SegmentationTransform(processor, task="detection"))
+    batch = collate_segmentation_batch([rows[0], rows[1]])
+    assert not any(flags.any() for flags in batch["target_has_masks"])
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config(id2label=labels.id2label, stuff_label_ids=[]))
+    optimizer = build_optimizer(model, learning_rate=3e-3, backbone_learning_rate_multiplier=1.0)
+
+    def box_ap():
+        model.eval()
+        evaluator = SegmentationEvaluator(processor, num_labels=3, stuff_label_ids=[], tasks=("detection",))
+        with torch.no_grad():
+            outputs = model(batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+        evaluator.add(outputs, ground_truth_at_input_size(
+            batch["mask_labels"], batch["class_labels"], outputs.image_sizes, batch["target_boxes"],
+            batch["target_has_masks"],
+        ))  # fmt: skip
+        model.train()
+        return evaluator.compute()["box_AP"]
+
+    initial = box_ap()
+    history = [initial]
+    for step in range(300):
+        torch.manual_seed(step)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 25 == 24:
+            history.append(box_ap())
+            if history[-1] >= initial + 0.3:
+                break
+    assert history[-1] >= initial + 0.3, f"box AP over training: {history}"

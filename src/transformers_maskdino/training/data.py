@@ -192,8 +192,9 @@ def ground_truth_of_row(
     """
     The ground truth of one dataset row at its image's original size, for [`SegmentationEvaluator`]: a
     [`GroundTruth`] of the row's COCO objects (masks where they have one, boxes, COCO areas, crowd flags) or
-    panoptic segments (crowd flags), or `(masks, labels)` of its semantic classes (`task="semantic"`). For the
-    panoptic and instance tasks, a panoptic annotation gives every segment (PQ and mIoU use them all; AP the things).
+    panoptic segments (crowd flags), or `(masks, labels)` of its semantic classes (`task="semantic"`). A panoptic
+    annotation gives every segment for the panoptic task (PQ and mIoU use them all, AP the things) and its thing
+    segments for the instance and detection tasks.
     """
     from .evaluation import GroundTruth
 
@@ -204,11 +205,12 @@ def ground_truth_of_row(
         return _objects_ground_truth(coco_objects_of_row(row[objects_column]), _image_size(row["image"]))
     panoptic_map = decode_panoptic_map(row[panoptic_map_column])
     segments = row[segments_info_column]
-    masks, labels = ground_truth_segments("panoptic", panoptic_map=panoptic_map, segments_info=segments)
+    segment_task = "panoptic" if task == "panoptic" else "instance"
+    masks, labels = ground_truth_segments(segment_task, panoptic_map=panoptic_map, segments_info=segments)
+    # ground_truth_segments keeps the segments present in the map, by id
+    present = sorted(segment_class_mapping(segments, things_only=segment_task == "instance"))
+    present = [i for i in present if (panoptic_map == i).any()]
     crowd_ids = {int(s["id"]) for s in segments if s.get("iscrowd", False)}
-    present = [
-        int(s["id"]) for s in sorted(segments, key=lambda s: int(s["id"])) if (panoptic_map == int(s["id"])).any()
-    ]
     return GroundTruth(labels=labels, masks=masks, iscrowd=np.array([i in crowd_ids for i in present], dtype=bool))
 
 
