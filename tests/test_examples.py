@@ -452,8 +452,8 @@ def test_trainer_example_resumes_with_the_same_loss_curve(tmp_path, dataset_dir,
     interrupted = tmp_path / "interrupted"
     interrupted.mkdir()
     shutil.copytree(tmp_path / "full" / "checkpoint-2", interrupted / "checkpoint-2")
-    resumed = run(interrupted)
-    assert sorted(resumed) == [3, 4]
+    resumed = run(interrupted)  # its history holds the checkpoint's steps 1-2, then its own 3-4
+    assert sorted(resumed) == [1, 2, 3, 4]
     # flips and jitter included: each sample's augmentation comes from (seed, epoch, sample index)
     np.testing.assert_allclose([resumed[3], resumed[4]], [full[3], full[4]], rtol=1e-5)
 

@@ -707,8 +707,9 @@ def test_box_ap_rises_when_training_on_box_only_files(tmp_path, processor):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
         optimizer.step()
         optimizer.zero_grad()
-        if step % 25 == 24:
+        if step % 20 == 19:
             history.append(box_ap())
             if history[-1] >= initial + 0.3:
                 break
-    assert history[-1] >= initial + 0.3, f"box AP over training: {history}"
+    print("box AP every 20 steps:", history)
+    assert history[-1] >= initial + 0.3, f"box AP every 20 steps: {history}"

@@ -764,6 +764,50 @@ def _pretrained_backbone_state_dict(backbone: nn.Module, directory: Path) -> tup
     return state_dict, sorted(loading_info["unexpected_keys"])
 
 
+def _checkpoint_state_dict(backbone: nn.Module, checkpoint) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors of `checkpoint` (a state dict, a `save_pretrained` directory or a state dict file) and the keys
+    transformers already found no place for (directories only)."""
+    if isinstance(checkpoint, Mapping):
+        return dict(checkpoint), []
+    if (Path(checkpoint) / "config.json").is_file():
+        return _pretrained_backbone_state_dict(backbone, Path(checkpoint))
+    return _read_state_dict(checkpoint), []
+
+
+def _strip_prefix(key: str, drop: str, add: str) -> str | None:
+    """`key` with the prefix `drop` replaced by `add`, or `None` if it does not start with `drop`."""
+    return add + key[len(drop) :] if key.startswith(drop) else None
+
+
+def _best_prefix_mapping(checkpoint_keys: Iterable[str], backbone_keys: set[str]) -> tuple[str, str]:
+    """
+    The `(drop, add)` prefix pair that lands the most checkpoint keys on backbone keys. Classification checkpoints
+    nest the encoder under a model prefix (`resnet.`, `swin.`) and some backbones do too (SwinBackbone keeps a
+    `swin.` submodule), so the candidates are the first key components of each side, and no prefix. Ties go to
+    the sorted-first pair, so the choice is deterministic.
+    """
+    checkpoint_keys = list(checkpoint_keys)
+    checkpoint_prefixes = {""} | {key.split(".", 1)[0] + "." for key in checkpoint_keys if "." in key}
+    backbone_prefixes = {""} | {key.split(".", 1)[0] + "." for key in backbone_keys if "." in key}
+    return max(
+        sorted(itertools.product(checkpoint_prefixes, backbone_prefixes)),
+        key=lambda pair: sum(_strip_prefix(key, *pair) in backbone_keys for key in checkpoint_keys),
+    )
+
+
+def _check_shapes(mapped: Mapping[str, torch.Tensor], backbone_state: Mapping[str, torch.Tensor]) -> None:
+    mismatched = [
+        f"{key}: checkpoint {tuple(tensor.shape)} vs backbone {tuple(backbone_state[key].shape)}"
+        for key, tensor in mapped.items()
+        if tuple(tensor.shape) != tuple(backbone_state[key].shape)
+    ]
+    if mismatched:
+        raise ValueError(
+            "The checkpoint does not match the backbone architecture (check the backbone config): "
+            + "; ".join(mismatched)
+        )
+
+
 def load_backbone_weights(
     model: nn.Module, checkpoint: str | Path | Mapping[str, torch.Tensor]
 ) -> BackboneLoadingInfo:
@@ -785,56 +829,28 @@ def load_backbone_weights(
     backbone = getattr(base, "backbone", None)
     if backbone is None:
         raise ValueError(f"{type(model).__name__} has no `backbone` (expected a Mask DINO model).")
-    unused_by_transformers: list[str] = []
-    if isinstance(checkpoint, Mapping):
-        state_dict = dict(checkpoint)
-    elif (Path(checkpoint) / "config.json").is_file():
-        state_dict, unused_by_transformers = _pretrained_backbone_state_dict(backbone, Path(checkpoint))
-    else:
-        state_dict = _read_state_dict(checkpoint)
-    backbone_keys = set(backbone.state_dict())
+    state_dict, unused_by_transformers = _checkpoint_state_dict(backbone, checkpoint)
+    backbone_state = backbone.state_dict()
+    backbone_keys = set(backbone_state)
     # frozen batch norms (`freeze_backbone_batch_norm`) keep no update counter: nothing is lost by dropping it
     if not any(key.endswith("num_batches_tracked") for key in backbone_keys):
         state_dict = {key: value for key, value in state_dict.items() if not key.endswith("num_batches_tracked")}
 
-    # Classification checkpoints nest the encoder (`resnet.`, `swin.`) and some backbones do too (SwinBackbone keeps
-    # a `swin.` submodule): take the prefix to drop and the prefix to add that land the most keys on backbone keys.
-    checkpoint_prefixes = {""} | {key.split(".", 1)[0] + "." for key in state_dict if "." in key}
-    backbone_prefixes = {""} | {key.split(".", 1)[0] + "." for key in backbone_keys if "." in key}
-
-    def renamed(key: str, drop: str, add: str) -> str | None:
-        return add + key[len(drop) :] if key.startswith(drop) else None
-
-    drop, add = max(
-        sorted(itertools.product(checkpoint_prefixes, backbone_prefixes)),
-        key=lambda pair: sum(renamed(key, *pair) in backbone_keys for key in state_dict),
-    )
-    mapped = {
-        renamed(key, drop, add): tensor
-        for key, tensor in state_dict.items()
-        if renamed(key, drop, add) in backbone_keys
-    }
+    drop, add = _best_prefix_mapping(state_dict, backbone_keys)
+    renamed = {key: _strip_prefix(key, drop, add) for key in state_dict}
+    mapped = {renamed[key]: tensor for key, tensor in state_dict.items() if renamed[key] in backbone_keys}
     if not mapped:
         raise ValueError(
             f"No tensor of the checkpoint fits the backbone ({type(backbone).__name__}); e.g. the backbone expects "
             f"{sorted(backbone_keys)[:3]} and the checkpoint has {sorted(state_dict)[:3]}."
         )
-    unused = sorted(
-        unused_by_transformers + [key for key in state_dict if renamed(key, drop, add) not in backbone_keys]
-    )
-    mismatched = [
-        f"{key}: checkpoint {tuple(tensor.shape)} vs backbone {tuple(backbone.state_dict()[key].shape)}"
-        for key, tensor in mapped.items()
-        if tuple(tensor.shape) != tuple(backbone.state_dict()[key].shape)
-    ]
-    if mismatched:
-        raise ValueError(
-            "The checkpoint does not match the backbone architecture (check the backbone config): "
-            + "; ".join(mismatched)
-        )
+    _check_shapes(mapped, backbone_state)
     backbone.load_state_dict(mapped, strict=False)
-    missing = sorted(backbone_keys - set(mapped))
-    return BackboneLoadingInfo(loaded_keys=sorted(mapped), missing_keys=missing, unused_keys=unused)
+    return BackboneLoadingInfo(
+        loaded_keys=sorted(mapped),
+        missing_keys=sorted(backbone_keys - set(mapped)),
+        unused_keys=sorted(unused_by_transformers + [key for key in state_dict if renamed[key] not in backbone_keys]),
+    )
 
 
 __all__ = [
