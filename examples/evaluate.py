@@ -82,8 +82,11 @@ def run_evaluation(
     batch_size: int = 4,
     ignore_index: int = 255,
     do_reduce_labels: bool = False,
+    column_names: dict[str, str] | None = None,
 ) -> SegmentationEvaluator:
-    """An evaluator holding the metric state of `model` over `dataset`, at each image's original resolution."""
+    """An evaluator holding the metric state of `model` over `dataset`, at each image's original resolution;
+    `column_names` as [`DatasetSource.column_names`] gives them."""
+    column_names = column_names or DatasetSource().column_names()
     device = model.device
     evaluator = SegmentationEvaluator(
         image_processor,
@@ -95,7 +98,7 @@ def run_evaluation(
     # a panoptic annotation also gives the semantic ground truth, and the thing segments for AP
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch"):
         rows = dataset[start : start + batch_size]
-        images = [image.convert("RGB") for image in rows["image"]]
+        images = [image.convert("RGB") for image in rows[column_names["image_column"]]]
         inputs = image_processor(images=images, return_tensors="pt").to(device)
         with torch.no_grad():
             outputs = model(**inputs)
@@ -105,6 +108,7 @@ def run_evaluation(
                 task,
                 ignore_index=ignore_index,
                 do_reduce_labels=do_reduce_labels,
+                **column_names,
             )
             for index in range(len(images))
         ]
@@ -143,7 +147,14 @@ def main(argv: list[str] | None = None) -> dict:
         dataset = dataset.select(range(min(args.max_samples, len(dataset))))
 
     evaluator = run_evaluation(
-        model, image_processor, dataset, task, args.batch_size, args.ignore_index, args.do_reduce_labels
+        model,
+        image_processor,
+        dataset,
+        task,
+        args.batch_size,
+        args.ignore_index,
+        args.do_reduce_labels,
+        source.column_names(),
     )
     metrics = {**evaluator.compute(), "num_images": evaluator.num_images}
     width = max(len(name) for name in metrics)

@@ -128,11 +128,6 @@ class DataArguments(DatasetSource):
     large_scale_jitter_scales: list[float] = field(
         default_factory=lambda: [0.1, 2.0], metadata={"help": "Min and max factor of the large-scale jitter."}
     )
-    image_column: str = field(default="image")
-    panoptic_map_column: str = field(default="panoptic_map")
-    segments_info_column: str = field(default="segments_info")
-    semantic_map_column: str = field(default="semantic_map")
-    objects_column: str = field(default="objects", metadata={"help": "Column of COCO objects (detection data)."})
 
 
 @dataclass
@@ -251,12 +246,6 @@ def main(argv: list[str] | None = None) -> dict:
         eval_split=data_args.eval_split,
         validation_fraction=data_args.validation_fraction,
         seed=training_args.seed,
-        segments_info_column=data_args.segments_info_column,
-        columns={
-            "panoptic": data_args.panoptic_map_column,
-            "semantic": data_args.semantic_map_column,
-            "instance": data_args.objects_column,
-        },
     )
     task = data_args.task or labels.task or "panoptic"
     train_dataset, eval_dataset = dataset["train"], dataset["validation"]
@@ -298,11 +287,7 @@ def main(argv: list[str] | None = None) -> dict:
         "task": task,
         "ignore_index": data_args.ignore_index,
         "do_reduce_labels": data_args.do_reduce_labels,
-        "image_column": data_args.image_column,
-        "panoptic_map_column": data_args.panoptic_map_column,
-        "segments_info_column": data_args.segments_info_column,
-        "semantic_map_column": data_args.semantic_map_column,
-        "objects_column": data_args.objects_column,
+        **data_args.column_names(),
     }
     train_transform = SegmentationTransform(
         image_processor,

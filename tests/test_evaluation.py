@@ -223,7 +223,9 @@ def test_crowd_segments_are_neither_matched_nor_missed_and_excuse_predictions_in
     stats = panoptic_matching(predicted, {1: 2, 2: 0}, masks, labels, NUM_LABELS, ground_truth_crowd=[0, 1, 0])
     # the stuff matches; the thing is missed (fn), the crowd is not; the prediction on the crowd region of its own
     # class is not a false positive
-    assert stats["tp"].tolist() == [0, 0, 1] and stats["fn"].tolist() == [1, 0, 0] and stats["fp"].tolist() == [0, 0, 0]
+    assert (
+        stats["tp"].tolist() == [0, 0, 1] and stats["fn"].tolist() == [1, 0, 0] and stats["fp"].tolist() == [0, 0, 0]
+    )
     # without the crowd flag the same prediction matches it
     stats = panoptic_matching(predicted, {1: 2, 2: 0}, masks, labels, NUM_LABELS)
     assert stats["tp"][0] == 1

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from training_fixtures import (
     REPO,
     import_example,
@@ -29,7 +30,12 @@ from training_fixtures import (
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
 from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
 from transformers_maskdino.training.formats import dataset_category_ids_of
-from transformers_maskdino.training.synthetic_data import COCO_CATEGORY_IDS, LABELS, STUFF_LABEL_IDS, write_dataset_files
+from transformers_maskdino.training.synthetic_data import (
+    COCO_CATEGORY_IDS,
+    LABELS,
+    STUFF_LABEL_IDS,
+    write_dataset_files,
+)
 
 METRIC_KEYS = ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mask_AP", "mask_AP50", "box_AP", "box_AP50", "mIoU")
 IMAGE_SIZE = 64
@@ -189,11 +195,16 @@ def test_trainer_example_evaluates_across_two_processes_like_one(tmp_path, confi
     # the saved model, evaluated by one process, scores the same
     single = import_example("finetune_trainer").main(
         [
-            "--dataset_name", str(dataset_dir),
-            "--model_name_or_path", str(output_dir),
-            "--output_dir", str(tmp_path / "single"),
-            "--per_device_eval_batch_size", "2",
-            "--do_eval", "--use_cpu",
+            "--dataset_name",
+            str(dataset_dir),
+            "--model_name_or_path",
+            str(output_dir),
+            "--output_dir",
+            str(tmp_path / "single"),
+            "--per_device_eval_batch_size",
+            "2",
+            "--do_eval",
+            "--use_cpu",
         ]  # fmt: skip
     )
     assert single["eval_num_images"] == 5
@@ -370,10 +381,15 @@ def test_examples_fine_tune_and_evaluate_from_written_files(
         "--config_name", str(config_file), "--output_dir", str(output_dir),
         "--shortest_edge", str(IMAGE_SIZE), "--longest_edge", str(2 * IMAGE_SIZE),
         "--max_train_samples", "2", "--flip_probability", "0", "--per_device_train_batch_size", "2",
-        "--per_device_eval_batch_size", "2", "--learning_rate", "3e-3", "--max_steps", str(steps), "--logging_steps", "1",
+        "--per_device_eval_batch_size", "2", "--learning_rate", "3e-3", "--max_steps", str(steps),
+        "--logging_steps", "1",
     ]  # fmt: skip
     if script == "finetune_trainer":
-        import_example(script).main(arguments + ["--do_train", "--save_strategy", "no", "--use_cpu"])
+        results = import_example(script).main(
+            arguments + ["--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu"]
+        )
+        # the Trainer's evaluation reads the same targets (box-only objects' boxes included)
+        assert math.isfinite(results["eval_loss"]) and results["eval_num_images"] == 4
         history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
         losses = [entry["loss"] for entry in history if "loss" in entry]
     else:
@@ -478,3 +494,46 @@ def test_max_train_samples_limits_the_training_set(tmp_path, dataset_dir, config
     )
     # two samples, batches of two: every step is an epoch
     assert results["epoch"] == pytest.approx(2.0)
+
+
+def test_a_datasets_dataset_with_its_own_column_names(tmp_path, config_file):
+    """A semantic dataset laid out as Hub ones often are (`img` and `annotation` columns, 0 = unlabelled, class names
+    in an id2label.json): the column arguments, `--do_reduce_labels` and `--id2label_file` read it, and evaluate.py
+    scores it as the package's own layout."""
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    from transformers_maskdino.training.synthetic_data import generate_dataset
+
+    layout = generate_dataset(8, seed=0, image_size=IMAGE_SIZE, max_objects=2)
+    renamed = Dataset.from_dict(
+        {
+            "img": [row["image"] for row in layout],
+            # ADE20K style: every class id + 1, 0 for unlabelled pixels (none here)
+            "annotation": [Image.fromarray(np.asarray(row["semantic_map"]) + 1) for row in layout],
+        }
+    ).cast_column("img", ImageFeature()).cast_column("annotation", ImageFeature())
+    renamed.save_to_disk(str(tmp_path / "hub_style"))
+    id2label_file = tmp_path / "id2label.json"
+    id2label_file.write_text(json.dumps(dict(enumerate(LABELS))))
+    data_arguments = [
+        "--dataset_name", str(tmp_path / "hub_style"), "--image_column", "img", "--semantic_map_column", "annotation",
+        "--do_reduce_labels", "--id2label_file", str(id2label_file),
+    ]  # fmt: skip
+    output_dir = tmp_path / "model"
+    result = import_example("finetune_accelerate").train(
+        data_arguments + [
+            "--config_name", str(config_file), "--output_dir", str(output_dir), "--validation_fraction", "0.25",
+            "--shortest_edge", str(IMAGE_SIZE), "--longest_edge", str(2 * IMAGE_SIZE),
+            "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--max_steps", "1", "--cpu",
+        ]  # fmt: skip
+    )
+    assert "mIoU" in result.evaluations[-1] and "PQ" not in result.evaluations[-1]  # the task came from the columns
+    evaluate = import_example("evaluate")
+    from_columns = evaluate.main(
+        ["--model", str(output_dir), "--split", "train", "--batch_size", "2", *data_arguments]
+    )
+    model = MaskDinoForUniversalSegmentation.from_pretrained(output_dir)
+    processor = MaskDinoImageProcessor.from_pretrained(output_dir)
+    from_layout = evaluate.evaluate_checkpoint(model, processor, layout, task="semantic", batch_size=2)
+    assert_same_metrics(from_columns, from_layout)

@@ -18,7 +18,6 @@ from training_fixtures import (
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel, SwinConfig, SwinModel
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
 from transformers_maskdino.training import (
     SegmentationTransform,
     build_model_and_image_processor,
@@ -33,6 +32,7 @@ from transformers_maskdino.training import (
     load_segmentation_dataset,
     optimizer_parameter_groups,
 )
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -480,7 +480,10 @@ def boxes_batch():
         "mask_labels": masks,
         "class_labels": [torch.tensor([0, 1]), torch.tensor([2])],
         # (center_x, center_y, width, height) relative to the image; the masked object's comes from its mask
-        "target_boxes": [torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.7, 0.6, 0.2, 0.3]]), torch.tensor([[0.4, 0.5, 0.3, 0.2]])],
+        "target_boxes": [
+            torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.7, 0.6, 0.2, 0.3]]),
+            torch.tensor([[0.4, 0.5, 0.3, 0.2]]),
+        ],
         "target_has_masks": [torch.tensor([True, False]), torch.tensor([False])],
     }
 
@@ -532,7 +535,9 @@ def test_the_matcher_ignores_the_masks_of_box_only_targets():
     torch.manual_seed(1)
     with_masks = matcher._cost_matrix(logits[0], masks[0], boxes[0], target)
     torch.manual_seed(1)
-    box_only = matcher._cost_matrix(logits[0], masks[0], boxes[0], {**target, "has_masks": torch.tensor([True, False])})
+    box_only = matcher._cost_matrix(
+        logits[0], masks[0], boxes[0], {**target, "has_masks": torch.tensor([True, False])}
+    )
     matcher.mask_cost, matcher.dice_cost = 0.0, 0.0
     without_mask_costs = matcher._cost_matrix(logits[0], masks[0], boxes[0], target)
     torch.testing.assert_close(box_only[:, 0], with_masks[:, 0])
@@ -662,7 +667,9 @@ def test_crowd_panoptic_segments_are_ignored_in_training(processor):
     batch = {
         "image": [np.zeros((64, 64, 3), dtype=np.uint8)],
         "panoptic_map": [panoptic_map],
-        "segments_info": [[{"id": 257, "category_id": 3, "isthing": False}, {"id": 2, "category_id": 0, "iscrowd": True}]],
+        "segments_info": [
+            [{"id": 257, "category_id": 3, "isthing": False}, {"id": 2, "category_id": 0, "iscrowd": True}]
+        ],
     }
     encoded = SegmentationTransform(processor, task="panoptic")(batch)
     assert encoded["class_labels"][0].tolist() == [3]

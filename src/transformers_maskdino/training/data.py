@@ -184,6 +184,7 @@ def ground_truth_of_row(
     task: str,
     ignore_index: int = SEMANTIC_IGNORE_INDEX,
     do_reduce_labels: bool = False,
+    image_column: str = "image",
     panoptic_map_column: str = "panoptic_map",
     segments_info_column: str = "segments_info",
     semantic_map_column: str = "semantic_map",
@@ -202,7 +203,7 @@ def ground_truth_of_row(
         semantic_map = semantic_label_map(row[semantic_map_column], ignore_index, do_reduce_labels)
         return ground_truth_segments("semantic", semantic_map=semantic_map, ignore_index=ignore_index)
     if objects_column in row and row[objects_column] is not None:
-        return _objects_ground_truth(coco_objects_of_row(row[objects_column]), _image_size(row["image"]))
+        return _objects_ground_truth(coco_objects_of_row(row[objects_column]), _image_size(row[image_column]))
     panoptic_map = decode_panoptic_map(row[panoptic_map_column])
     segments = row[segments_info_column]
     segment_task = "panoptic" if task == "panoptic" else "instance"

@@ -291,9 +291,6 @@ def read_semantic_folders(images_dir: str | Path, labels_dir: str | Path, id2lab
 
 # ---------------------------------------------------------------------------------------------------------- sources
 
-# The column that holds each task's annotations in the package's own dataset layout, in order of preference.
-DEFAULT_COLUMNS = {"panoptic": "panoptic_map", "semantic": "semantic_map", "instance": "objects"}
-
 
 @dataclass
 class DatasetSource:
@@ -337,6 +334,21 @@ class DatasetSource:
     do_reduce_labels: bool = field(
         default=False, metadata={"help": "Label PNGs whose 0 is 'unlabelled' (ADE20K): 0 is ignored, others - 1."}
     )
+    image_column: str = field(default="image", metadata={"help": "Image column of a --dataset_name dataset."})
+    panoptic_map_column: str = field(default="panoptic_map", metadata={"help": "Its panoptic map column."})
+    segments_info_column: str = field(default="segments_info", metadata={"help": "Its segments column."})
+    semantic_map_column: str = field(default="semantic_map", metadata={"help": "Its semantic map column."})
+    objects_column: str = field(default="objects", metadata={"help": "Its column of COCO objects (detection data)."})
+
+    def column_names(self) -> dict[str, str]:
+        """The column arguments, as [`SegmentationTransform`] and [`ground_truth_of_row`] take them."""
+        return {
+            "image_column": self.image_column,
+            "panoptic_map_column": self.panoptic_map_column,
+            "segments_info_column": self.segments_info_column,
+            "semantic_map_column": self.semantic_map_column,
+            "objects_column": self.objects_column,
+        }
 
     def kind(self) -> str:
         """`"datasets"`, `"coco"` or `"semantic"`; raises unless exactly one source is given."""
@@ -376,11 +388,17 @@ class DatasetSource:
         return read_semantic_folders(images_dir, getattr(self, f"{prefix}semantic_labels_dir"), self.id2label_file)
 
 
-def _labels_of_dataset(dataset, source: DatasetSource, segments_info_column: str, columns: Mapping[str, str]):
+def _labels_of_dataset(dataset, source: DatasetSource) -> DatasetLabels:
     """Labels of a `datasets` dataset: `--id2label_file`, else the `ClassLabel` of its segments; its default task
-    from its columns (`columns`: `panoptic_map`, `semantic_map` and `objects` column names)."""
+    from the columns it has."""
     from .data import dataset_label_names, dataset_stuff_label_ids
 
+    segments_info_column = source.segments_info_column
+    columns = {
+        "panoptic": source.panoptic_map_column,
+        "semantic": source.semantic_map_column,
+        "instance": source.objects_column,
+    }
     has_segments = segments_info_column in dataset.column_names
     stuff = dataset_stuff_label_ids(dataset, segments_info_column) if has_segments else []
     present = [task for task, column in columns.items() if column in dataset.column_names]
@@ -402,14 +420,11 @@ def load_training_data(
     eval_split: str = "validation",
     validation_fraction: float = 0.1,
     seed: int = 0,
-    segments_info_column: str = "segments_info",
-    columns: Mapping[str, str] | None = None,
 ):
     """
     The `train` and `validation` splits of `source` as a `DatasetDict`, and the [`DatasetLabels`] of the training
     split. Files without a validation part, and datasets without `eval_split`, get `validation_fraction` of the
-    training data held out. `columns` maps the tasks `panoptic`, `semantic` and `instance` to the dataset columns
-    that hold their annotations (by default `panoptic_map`, `semantic_map`, `objects`), for the default task.
+    training data held out.
     """
     from datasets import DatasetDict
 
@@ -419,7 +434,7 @@ def load_training_data(
         dataset = load_segmentation_dataset(
             source.dataset_name, source.dataset_config_name, train_split, eval_split, validation_fraction, seed
         )
-        return dataset, _labels_of_dataset(dataset["train"], source, segments_info_column, columns or DEFAULT_COLUMNS)
+        return dataset, _labels_of_dataset(dataset["train"], source)
     train, labels = source.read_files()
     validation = source.read_files(validation=True)
     if validation is not None:
@@ -437,12 +452,7 @@ def load_training_data(
     return DatasetDict({"train": split["train"], "validation": split["test"]}), labels
 
 
-def load_evaluation_data(
-    source: DatasetSource,
-    split: str = "validation",
-    segments_info_column: str = "segments_info",
-    columns: Mapping[str, str] | None = None,
-):
+def load_evaluation_data(source: DatasetSource, split: str = "validation"):
     """The data to evaluate: split `split` of a `datasets` source, or the files of the source (its training-side
     arguments: `--coco_annotations`, `--semantic_images_dir`, ...). Returns the `Dataset` and its labels."""
     from .data import load_segmentation_dataset
@@ -452,7 +462,7 @@ def load_evaluation_data(
             "validation"
         ]
         try:
-            return dataset, _labels_of_dataset(dataset, source, segments_info_column, columns or DEFAULT_COLUMNS)
+            return dataset, _labels_of_dataset(dataset, source)
         except ValueError:  # no class names in the data: evaluation uses the model's
             return dataset, None
     return source.read_files()
