@@ -80,25 +80,23 @@ def run_evaluation(
     dataset,
     task: str = "panoptic",
     batch_size: int = 4,
-    ignore_index: int = 255,
-    do_reduce_labels: bool = False,
-    column_names: dict[str, str] | None = None,
+    row_options: dict | None = None,
 ) -> SegmentationEvaluator:
     """An evaluator holding the metric state of `model` over `dataset`, at each image's original resolution;
-    `column_names` as [`DatasetSource.column_names`] gives them."""
-    column_names = column_names or DatasetSource().column_names()
+    `row_options` ([`DatasetSource.row_options`]: column names, ignore index, reduced labels) say how to read rows."""
+    row_options = row_options or DatasetSource().row_options()
     device = model.device
     evaluator = SegmentationEvaluator(
         image_processor,
         num_labels=model.config.num_labels,
         stuff_label_ids=model.config.stuff_label_ids,
         tasks=METRIC_TASKS_FOR_DATASET_TASK[task],
-        ignore_index=ignore_index,
+        ignore_index=row_options["ignore_index"],
     )
     # a panoptic annotation also gives the semantic ground truth, and the thing segments for AP
     for start in tqdm(range(0, len(dataset), batch_size), desc="evaluating", unit="batch"):
         rows = dataset[start : start + batch_size]
-        images = [image.convert("RGB") for image in rows[column_names["image_column"]]]
+        images = [image.convert("RGB") for image in rows[row_options["image_column"]]]
         inputs = image_processor(images=images, return_tensors="pt").to(device)
         with torch.no_grad():
             outputs = model(**inputs)
@@ -106,9 +104,7 @@ def run_evaluation(
             ground_truth_of_row(
                 {column: values[index] for column, values in rows.items()},
                 task,
-                ignore_index=ignore_index,
-                do_reduce_labels=do_reduce_labels,
-                **column_names,
+                **row_options,
             )
             for index in range(len(images))
         ]
@@ -152,9 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         dataset,
         task,
         args.batch_size,
-        args.ignore_index,
-        args.do_reduce_labels,
-        source.column_names(),
+        source.row_options(),
     )
     metrics = {**evaluator.compute(), "num_images": evaluator.num_images}
     width = max(len(name) for name in metrics)

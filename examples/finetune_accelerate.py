@@ -216,12 +216,7 @@ def train(argv: list[str] | None = None) -> TrainingResult:
     )
 
     # flips and jitter differ per process, as the batches do
-    label_options = {
-        "task": task,
-        "ignore_index": args.ignore_index,
-        "do_reduce_labels": args.do_reduce_labels,
-        **source.column_names(),
-    }
+    label_options = {"task": task, **source.row_options()}
     train_transform = SegmentationTransform(
         image_processor,
         flip_probability=args.flip_probability,

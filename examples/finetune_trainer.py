@@ -283,12 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         stuff_label_ids,
     )
 
-    columns = {
-        "task": task,
-        "ignore_index": data_args.ignore_index,
-        "do_reduce_labels": data_args.do_reduce_labels,
-        **data_args.column_names(),
-    }
+    columns = {"task": task, **data_args.row_options()}
     train_transform = SegmentationTransform(
         image_processor,
         flip_probability=data_args.flip_probability,

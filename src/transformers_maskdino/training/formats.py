@@ -340,9 +340,12 @@ class DatasetSource:
     semantic_map_column: str = field(default="semantic_map", metadata={"help": "Its semantic map column."})
     objects_column: str = field(default="objects", metadata={"help": "Its column of COCO objects (detection data)."})
 
-    def column_names(self) -> dict[str, str]:
-        """The column arguments, as [`SegmentationTransform`] and [`ground_truth_of_row`] take them."""
+    def row_options(self) -> dict[str, Any]:
+        """How to read a row (column names, `ignore_index`, `do_reduce_labels`), as [`SegmentationTransform`] and
+        [`ground_truth_of_row`] take it."""
         return {
+            "ignore_index": self.ignore_index,
+            "do_reduce_labels": self.do_reduce_labels,
             "image_column": self.image_column,
             "panoptic_map_column": self.panoptic_map_column,
             "segments_info_column": self.segments_info_column,
