@@ -560,7 +560,7 @@ def test_the_processor_takes_box_only_coco_annotations(processor):
     # an image without annotations is a negative: no targets
     empty = processor(images=image, annotations={"annotations": []}, return_tensors="pt")
     assert empty["mask_labels"][0].shape[0] == 0 and empty["target_boxes"][0].shape == (0, 4)
-    with pytest.raises(ValueError, match=r"annotation 0 \(id 9\) of image 7 needs `category_id` and a `segmentation`"):
+    with pytest.raises(ValueError, match=r"annotation 0 \(id 9\) of image 7 needs `category_id` and `segmentation`"):
         processor(images=image, annotations={"image_id": 7, "annotations": [{"id": 9, "category_id": 1}]})
 
 

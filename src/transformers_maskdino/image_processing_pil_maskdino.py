@@ -243,8 +243,8 @@ def coco_object_target(
     """
     if "category_id" not in obj or ("segmentation" not in obj and "bbox" not in obj):
         raise ValueError(
-            f"COCO {where} needs `category_id` and a `segmentation` (polygons or RLE) or a `bbox`; it has keys "
-            f"{sorted(obj)}."
+            f"COCO {where} needs `category_id` and `segmentation` (polygons or RLE), or `category_id` and `bbox` "
+            f"(box-only); it has keys {sorted(obj)}."
         )
     mask = box = None
     segmentation = obj.get("segmentation")
