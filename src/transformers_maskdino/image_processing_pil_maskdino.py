@@ -182,10 +182,20 @@ def _describe_coco_object(obj: Mapping, index: int, image_id: Any = None) -> str
     return where + (f" of image {image_id}" if image_id is not None else "")
 
 
+def _coco_mask_api():
+    """pycocotools' mask module (rasterises polygons, decodes RLE); an optional dependency."""
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError as error:
+        raise ImportError(
+            "COCO-style `annotations` need pycocotools to rasterise polygons and decode RLE: `pip install pycocotools`."
+        ) from error
+    return coco_mask
+
+
 def _coco_rle_mask(rle: Mapping, original_size: tuple[int, int], resized_size: tuple[int, int], where: str):
     """An RLE mask, decoded at the original size and resized with nearest-neighbour sampling."""
-    from pycocotools import mask as coco_mask
-
+    coco_mask = _coco_mask_api()
     if "counts" not in rle or "size" not in rle:
         raise ValueError(f"RLE segmentation of {where} needs `counts` and `size`.")
     if tuple(rle["size"]) != tuple(original_size):
@@ -200,8 +210,7 @@ def _coco_rle_mask(rle: Mapping, original_size: tuple[int, int], resized_size: t
 
 def _coco_polygon_mask(polygons: Sequence, original_size: tuple[int, int], resized_size: tuple[int, int], where: str):
     """Polygons scaled to the resized image and rasterised there, as detectron2 transforms them."""
-    from pycocotools import mask as coco_mask
-
+    coco_mask = _coco_mask_api()
     height, width = resized_size
     scale_x, scale_y = width / original_size[1], height / original_size[0]
     scaled = []
@@ -280,13 +289,6 @@ def coco_objects_to_binary_masks(
     Returns:
         [`CocoObjectTargets`]: masks, `category_id`s, boxes and the has-mask flags.
     """
-    try:
-        import pycocotools  # noqa: F401
-    except ImportError as error:
-        raise ImportError(
-            "COCO-style `annotations` need pycocotools to rasterise polygons and decode RLE: `pip install pycocotools`."
-        ) from error
-
     height, width = resized_size
     masks, labels, boxes, has_masks = [], [], [], []
     for index, obj in enumerate(objects):
