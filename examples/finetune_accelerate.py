@@ -335,7 +335,8 @@ def train(argv: list[str] | None = None) -> TrainingResult:
         image_processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(evaluations, indent=2) + "\n")
         write_fine_tuned_model_card(
-            output_dir, accelerator.unwrap_model(model), task=args.task, dataset=args.dataset_name,
+            output_dir, accelerator.unwrap_model(model), task=task,
+            dataset=args.dataset_name or args.coco_annotations or args.semantic_images_dir,
             base_model=args.model_name_or_path, training=vars(args), metrics=evaluations[-1],
         )  # fmt: skip
     accelerator.wait_for_everyone()

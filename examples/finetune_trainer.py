@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(metrics)
     if training_args.do_train and trainer.is_world_process_zero():
         write_fine_tuned_model_card(
-            training_args.output_dir, model, task=data_args.task, dataset=data_args.dataset_name,
+            training_args.output_dir, model, task=task,
+            dataset=data_args.dataset_name or data_args.coco_annotations or data_args.semantic_images_dir,
             base_model=model_args.model_name_or_path, training={**vars(model_args), **training_args.to_dict()},
             metrics={k: v for k, v in results.items() if k.startswith("eval_")},
         )  # fmt: skip
