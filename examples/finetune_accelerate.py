@@ -10,7 +10,13 @@ Single process:
         --config_name examples/configs/maskdino_tiny_synthetic.json --output_dir out/tiny_accelerate \
         --shortest_edge 160 --longest_edge 320 --max_steps 200 --eval_steps 100
 
-Several processes (GPUs: `accelerate launch --multi_gpu --num_processes N ...`; CPU processes talking over gloo:
+The data arguments are those of `finetune_trainer.py` (`--dataset_name`, or COCO files with `--coco_annotations` and
+`--images_dir`, or label folders with `--semantic_images_dir` and `--semantic_labels_dir`). `--checkpointing_steps N`
+saves the whole training state (model, optimizer, scheduler, random states) every N steps in
+`output_dir/step_<N>`, and `--resume_from_checkpoint output_dir/step_<N>` continues from one with the same losses.
+
+Several processes (GPUs: `accelerate launch --multi_gpu --num_processes N ...`, or several machines with
+`accelerate launch --config_file ...`, see docs/training.md; CPU processes talking over gloo:
 `torchrun --nproc_per_node N examples/finetune_accelerate.py --cpu ...`). Each process sees its own batches,
 gradients are averaged, and `MaskDinoLoss` averages the number of target masks over processes, so the loss is the
 one of the global batch. The model uses every parameter in every step, so DDP needs no `find_unused_parameters`.
@@ -19,21 +25,22 @@ one of the global batch. The model uses every parameter in every step, so DDP ne
 # This directory also holds `evaluate.py`, which shadows the `evaluate` library for scripts run from here: nothing
 # in this file imports `evaluate`.
 import argparse
+import dataclasses
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import HfArgumentParser, get_scheduler
 
 from transformers_maskdino.model_card import write_fine_tuned_model_card
-from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,
@@ -44,22 +51,23 @@ from transformers_maskdino.training import (
     build_model_and_image_processor,
     build_optimizer,
     collate_segmentation_batch,
-    dataset_label_names,
-    dataset_stuff_label_ids,
     evaluation_loss,
     ground_truth_at_input_size,
-    load_segmentation_dataset,
 )
+from transformers_maskdino.training.evaluation import (
+    METRIC_TASKS_FOR_DATASET_TASK,
+    SegmentationEvaluator,
+)
+from transformers_maskdino.training.formats import DatasetSource, load_training_data
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train Mask DINO with Accelerate.")
+    # the data source arguments (--dataset_name, --coco_annotations, ...) are those of the Trainer example
+    parser = HfArgumentParser(DatasetSource, description="Train Mask DINO with Accelerate.")
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", required=True, help="local save_to_disk directory or Hub dataset name")
-    data.add_argument("--dataset_config_name", default=None)
-    data.add_argument("--task", choices=TASKS, default="panoptic")
+    data.add_argument("--task", choices=TASKS, default=None, help="default: what the data has (see finetune_trainer)")
     data.add_argument("--train_split", default="train")
     data.add_argument("--eval_split", default="validation")
     data.add_argument("--validation_fraction", type=float, default=0.1)
@@ -99,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--mixed_precision", choices=("no", "fp16", "bf16"), default="no")
     training.add_argument("--cpu", action="store_true", help="train on CPU even if a GPU is available")
+    training.add_argument("--checkpointing_steps", type=int, default=0, help="save the training state every N steps")
+    training.add_argument("--resume_from_checkpoint", default=None, help="a step_<N> directory to continue from")
     return parser
 
 
@@ -135,13 +145,16 @@ def evaluate_model(
             key: [t.to(accelerator.device) for t in value] if isinstance(value, list) else value.to(accelerator.device)
             for key, value in batch.items()
         }
+        boxes = {key: batch.get(key) for key in ("target_boxes", "target_has_masks")}
         with torch.no_grad():
             outputs = model(pixel_values=batch["pixel_values"], pixel_mask=batch["pixel_mask"])
             if batch_index < num_loss_batches:
-                loss_sum += float(evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"]))
+                loss = evaluation_loss(model, outputs, batch["mask_labels"], batch["class_labels"], **boxes)
+                loss_sum += float(loss)
                 num_batches += 1
         evaluator.add(
-            outputs, ground_truth_at_input_size(batch["mask_labels"], batch["class_labels"], outputs.image_sizes)
+            outputs,
+            ground_truth_at_input_size(batch["mask_labels"], batch["class_labels"], outputs.image_sizes, **boxes),
         )
     states = gather_object([evaluator.state()])
     losses = gather_object([(loss_sum, num_batches)])
@@ -156,10 +169,14 @@ def evaluate_model(
 
 def train(argv: list[str] | None = None) -> TrainingResult:
     args = build_parser().parse_args(argv)
+    source = DatasetSource(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DatasetSource)})
+    source.kind()  # one data source, complete
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         cpu=args.cpu,
+        # each epoch's shuffle comes from (seed, epoch), so that a resumed run sees the same batches
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if not accelerator.is_main_process:
@@ -167,24 +184,21 @@ def train(argv: list[str] | None = None) -> TrainingResult:
     # the same seed everywhere makes the initial weights identical; the data is still split across processes
     set_seed(args.seed)
 
-    dataset = load_segmentation_dataset(
-        args.dataset_name,
-        config_name=args.dataset_config_name,
+    dataset, labels = load_training_data(
+        source,
         train_split=args.train_split,
         eval_split=args.eval_split,
         validation_fraction=args.validation_fraction,
         seed=args.seed,
     )
+    task = args.task or labels.task or "panoptic"
     train_dataset, eval_dataset = dataset["train"], dataset["validation"]
     if args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(args.max_train_samples, len(train_dataset))))
     if args.max_eval_samples is not None:
         eval_dataset = eval_dataset.select(range(min(args.max_eval_samples, len(eval_dataset))))
-    label_names = dataset_label_names(train_dataset)
-    if label_names is None:
-        raise ValueError("`segments_info.category_id` must be a `datasets.ClassLabel` holding the class names.")
-    id2label = dict(enumerate(label_names))
-    stuff_label_ids = dataset_stuff_label_ids(train_dataset)
+    train_dataset = train_dataset.add_column("sample_index", list(range(len(train_dataset))))
+    id2label, stuff_label_ids = labels.id2label, labels.stuff_label_ids
 
     model, image_processor, _ = build_model_and_image_processor(
         id2label,
@@ -195,23 +209,24 @@ def train(argv: list[str] | None = None) -> TrainingResult:
         image_processor_name=args.image_processor_name,
         shortest_edge=args.shortest_edge,
         longest_edge=args.longest_edge,
+        dataset_category_ids=labels.dataset_category_ids,
     )
     logger.info(
         "Model: %.2fM parameters, labels %s, stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
     )
 
     # flips and jitter differ per process, as the batches do
-    train_dataset = train_dataset.with_transform(
-        SegmentationTransform(
-            image_processor,
-            task=args.task,
-            flip_probability=args.flip_probability,
-            large_scale_jitter_size=args.large_scale_jitter_size,
-            large_scale_jitter_scales=tuple(args.large_scale_jitter_scales),
-            seed=args.seed + accelerator.process_index,
-        )
+    label_options = {"task": task, **source.row_options()}
+    train_transform = SegmentationTransform(
+        image_processor,
+        flip_probability=args.flip_probability,
+        large_scale_jitter_size=args.large_scale_jitter_size,
+        large_scale_jitter_scales=tuple(args.large_scale_jitter_scales),
+        seed=args.seed + accelerator.process_index,
+        **label_options,
     )
-    eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, task=args.task))
+    train_dataset = train_dataset.with_transform(train_transform)
+    eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, **label_options))
     train_loader = DataLoader(
         train_dataset,
         batch_size=args.per_device_train_batch_size,
@@ -231,6 +246,7 @@ def train(argv: list[str] | None = None) -> TrainingResult:
 
     evaluations, losses = [], []
     completed_steps, running_loss, running_count = 0, 0.0, 0
+
     def run_evaluation():
         return evaluate_model(
             model,
@@ -238,18 +254,33 @@ def train(argv: list[str] | None = None) -> TrainingResult:
             image_processor,
             len(id2label),
             stuff_label_ids,
-            args.task,
+            task,
             args.per_device_eval_batch_size,
             accelerator,
         )
 
-    progress = tqdm(total=args.max_steps, desc="training", disable=not accelerator.is_local_main_process)
+    epoch, skip_batches = 0, 0
+    if args.resume_from_checkpoint is not None:
+        accelerator.load_state(args.resume_from_checkpoint)
+        completed_steps = json.loads((Path(args.resume_from_checkpoint) / "progress.json").read_text())["step"]
+        batches_done = completed_steps * args.gradient_accumulation_steps
+        epoch, skip_batches = divmod(batches_done, len(train_loader))
+        logger.info("Resumed from %s at step %d", args.resume_from_checkpoint, completed_steps)
+
+    progress = tqdm(
+        total=args.max_steps, initial=completed_steps, desc="training", disable=not accelerator.is_local_main_process
+    )
     model.train()
-    epoch = 0
+    start_time, start_step = time.perf_counter(), completed_steps
     while completed_steps < args.max_steps:
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)  # reshuffles differently every epoch
-        for batch in train_loader:
+        train_transform.epoch = epoch
+        loader = train_loader
+        if skip_batches:
+            # the batches the checkpointed run had already trained on in this epoch
+            loader, skip_batches = accelerator.skip_first_batches(train_loader, skip_batches), 0
+        for batch in loader:
             with accelerator.accumulate(model):
                 outputs = model(**batch)
                 accelerator.backward(outputs.loss)
@@ -269,6 +300,11 @@ def train(argv: list[str] | None = None) -> TrainingResult:
                 losses.append(loss)
                 logger.info("step %d: loss %.4f, lr %.3g", completed_steps, loss, scheduler.get_last_lr()[0])
                 running_loss, running_count = 0.0, 0
+            if args.checkpointing_steps and completed_steps % args.checkpointing_steps == 0:
+                checkpoint_dir = Path(args.output_dir) / f"step_{completed_steps}"
+                accelerator.save_state(str(checkpoint_dir))
+                if accelerator.is_main_process:
+                    (checkpoint_dir / "progress.json").write_text(json.dumps({"step": completed_steps}) + "\n")
             if args.eval_steps and completed_steps % args.eval_steps == 0 and completed_steps < args.max_steps:
                 metrics = run_evaluation()
                 evaluations.append({"step": completed_steps, **metrics})
@@ -277,6 +313,14 @@ def train(argv: list[str] | None = None) -> TrainingResult:
                 break
         epoch += 1
     progress.close()
+    seconds = time.perf_counter() - start_time
+    images = (completed_steps - start_step) * args.per_device_train_batch_size * args.gradient_accumulation_steps
+    images *= accelerator.num_processes
+    if seconds > 0:
+        logger.info(
+            "Throughput: %.2f images/s (%d images in %.1f s on %d process(es))",
+            images / seconds, images, seconds, accelerator.num_processes,
+        )  # fmt: skip
 
     metrics = run_evaluation()
     evaluations.append({"step": completed_steps, **metrics})
@@ -291,7 +335,8 @@ def train(argv: list[str] | None = None) -> TrainingResult:
         image_processor.save_pretrained(output_dir)
         (output_dir / "eval_results.json").write_text(json.dumps(evaluations, indent=2) + "\n")
         write_fine_tuned_model_card(
-            output_dir, accelerator.unwrap_model(model), task=args.task, dataset=args.dataset_name,
+            output_dir, accelerator.unwrap_model(model), task=task,
+            dataset=args.dataset_name or args.coco_annotations or args.semantic_images_dir,
             base_model=args.model_name_or_path, training=vars(args), metrics=evaluations[-1],
         )  # fmt: skip
     accelerator.wait_for_everyone()

@@ -3,9 +3,16 @@
 """
 Train or fine-tune Mask DINO for panoptic, instance or semantic segmentation with the 🤗 `Trainer`.
 
-The dataset is a local directory written by `datasets`' `save_to_disk` or a Hub dataset name, with the columns of
-`transformers_maskdino.training.synthetic_data`: `image`, `panoptic_map` (segment ids) + `segments_info` (`id`,
-`category_id` as a `ClassLabel`, `isthing`), and `semantic_map` for the semantic task. Start from a checkpoint
+The data is one of:
+- a local directory written by `datasets`' `save_to_disk` or a Hub dataset name (`--dataset_name`), with the columns
+  of `transformers_maskdino.training.synthetic_data` (`image`, `panoptic_map` + `segments_info`, `semantic_map`;
+  other names with `--image_column` etc.; COCO objects in an `objects` column) and class names from a `ClassLabel`
+  or `--id2label_file`;
+- COCO files: `--coco_annotations FILE.json --images_dir DIR` (instance, box-only detection, or panoptic with
+  `--panoptic_masks_dir DIR`), the validation split in `--eval_coco_annotations` / `--eval_images_dir` / ...;
+- semantic label folders: `--semantic_images_dir DIR --semantic_labels_dir DIR` (`--ignore_index`,
+  `--do_reduce_labels`, class names from `id2label.json`), validation in `--eval_semantic_images_dir` / ...
+Start from a checkpoint
 directory / Hub id (`--model_name_or_path`; the classification head is re-initialised when the dataset's labels
 differ) or from scratch with a config file (`--config_name`, optionally with ImageNet backbone weights from
 `--backbone_checkpoint`).
@@ -30,17 +37,18 @@ Example (a tiny model on synthetic data, CPU):
 # This directory also holds `evaluate.py`, which shadows the `evaluate` library for scripts run from here: nothing
 # in this file imports `evaluate`.
 import logging
+import math
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import transformers
-from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from transformers_maskdino.model_card import write_fine_tuned_model_card
-from transformers_maskdino.training.evaluation import METRIC_TASKS_FOR_DATASET_TASK, SegmentationEvaluator
 from transformers_maskdino.training import (
     DEFAULT_BACKBONE_LEARNING_RATE_MULTIPLIER,
     DEFAULT_LEARNING_RATE,
@@ -51,12 +59,14 @@ from transformers_maskdino.training import (
     build_model_and_image_processor,
     build_optimizer,
     collate_segmentation_batch,
-    dataset_label_names,
-    dataset_stuff_label_ids,
     evaluation_loss,
     ground_truth_at_input_size,
-    load_segmentation_dataset,
 )
+from transformers_maskdino.training.evaluation import (
+    METRIC_TASKS_FOR_DATASET_TASK,
+    SegmentationEvaluator,
+)
+from transformers_maskdino.training.formats import DatasetSource, load_training_data
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +98,15 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    dataset_name: str = field(
-        metadata={"help": "A local `save_to_disk` directory or a Hub dataset name (`load_dataset`)."}
+class DataArguments(DatasetSource):
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Targets to train on: one of {TASKS} (detection: boxes, evaluated by box AP). Default: what "
+            "the data has (panoptic for the package's datasets and COCO panoptic files, instance or detection for "
+            "COCO instance files, semantic for label folders)."
+        },
     )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    task: str = field(default="panoptic", metadata={"help": f"Targets to train on: one of {TASKS}."})
     train_split: str = field(default="train")
     eval_split: str = field(
         default="validation", metadata={"help": "Split for evaluation (made from train if absent)."}
@@ -115,10 +128,6 @@ class DataArguments:
     large_scale_jitter_scales: list[float] = field(
         default_factory=lambda: [0.1, 2.0], metadata={"help": "Min and max factor of the large-scale jitter."}
     )
-    image_column: str = field(default="image")
-    panoptic_map_column: str = field(default="panoptic_map")
-    segments_info_column: str = field(default="segments_info")
-    semantic_map_column: str = field(default="semantic_map")
 
 
 @dataclass
@@ -180,12 +189,41 @@ class MaskDinoTrainer(Trainer):
             outputs = model(pixel_values=inputs["pixel_values"], pixel_mask=inputs.get("pixel_mask"))
         if mask_labels is None:
             return None, None, None
-        loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels)
+        boxes = {key: inputs.get(key) for key in ("target_boxes", "target_has_masks")}
+        loss = evaluation_loss(self.accelerator.unwrap_model(model), outputs, mask_labels, class_labels, **boxes)
         if self.evaluator is not None:
-            ground_truth = ground_truth_at_input_size(mask_labels, class_labels, outputs.image_sizes)
+            ground_truth = ground_truth_at_input_size(mask_labels, class_labels, outputs.image_sizes, **boxes)
             image_states = self.evaluator.image_states(outputs, ground_truth)
             self.evaluator.accumulate(self.accelerator.gather_for_metrics(image_states, use_gather_object=True))
         return loss, None, None
+
+
+class AugmentationEpochCallback(TrainerCallback):
+    """Tells the training transform which epoch starts, for its per-sample augmentation draws."""
+
+    def __init__(self, transform: SegmentationTransform):
+        self.transform = transform
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # a run resumed mid-epoch starts at a fractional epoch
+        self.transform.epoch = math.floor(state.epoch + 1e-9)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Logs one line with the training throughput in images per second (all processes together)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_time, self.start_step = time.perf_counter(), state.global_step
+
+    def on_train_end(self, args, state, control, **kwargs):
+        seconds = time.perf_counter() - self.start_time
+        images = (state.global_step - self.start_step) * args.train_batch_size * args.gradient_accumulation_steps
+        images *= args.world_size
+        if state.is_world_process_zero and seconds > 0:
+            logger.info(
+                "Throughput: %.2f images/s (%d images in %.1f s on %d process(es))",
+                images / seconds, images, seconds, args.world_size,
+            )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -194,34 +232,31 @@ def main(argv: list[str] | None = None) -> dict:
         model_args, data_args, training_args = parser.parse_json_file(json_file=sys.argv[1])
     else:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if data_args.task not in TASKS:
+    if data_args.task is not None and data_args.task not in TASKS:
         raise ValueError(f"`--task` must be one of {TASKS}, got {data_args.task!r}.")
+    data_args.kind()  # one data source, complete
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     transformers.set_seed(training_args.seed)
 
-    dataset = load_segmentation_dataset(
-        data_args.dataset_name,
-        config_name=data_args.dataset_config_name,
+    dataset, labels = load_training_data(
+        data_args,
         train_split=data_args.train_split,
         eval_split=data_args.eval_split,
         validation_fraction=data_args.validation_fraction,
         seed=training_args.seed,
     )
+    task = data_args.task or labels.task or "panoptic"
     train_dataset, eval_dataset = dataset["train"], dataset["validation"]
     if data_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
     if data_args.max_eval_samples is not None:
         eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+    # per-sample augmentation draws, so that a resumed run sees the images the interrupted one would have
+    train_dataset = train_dataset.add_column("sample_index", list(range(len(train_dataset))))
 
-    label_names = dataset_label_names(train_dataset, data_args.segments_info_column)
-    if label_names is None:
-        raise ValueError(
-            f"`{data_args.segments_info_column}.category_id` must be a `datasets.ClassLabel` holding the class names."
-        )
-    id2label = dict(enumerate(label_names))
-    stuff_label_ids = dataset_stuff_label_ids(train_dataset, data_args.segments_info_column)
+    id2label, stuff_label_ids = labels.id2label, labels.stuff_label_ids
     model, image_processor, backbone_info = build_model_and_image_processor(
         id2label,
         stuff_label_ids,
@@ -231,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
         image_processor_name=model_args.image_processor_name,
         shortest_edge=model_args.shortest_edge,
         longest_edge=model_args.longest_edge,
+        dataset_category_ids=labels.dataset_category_ids,
     )
     if backbone_info is not None:
         logger.info(
@@ -240,33 +276,30 @@ def main(argv: list[str] | None = None) -> dict:
             len(backbone_info.unused_keys),
         )
     logger.info(
-        "Model: %.2fM parameters; labels %s; stuff %s", model.num_parameters() / 1e6, id2label, stuff_label_ids
+        "Model: %.2fM parameters; task %s; labels %s; stuff %s",
+        model.num_parameters() / 1e6,
+        task,
+        id2label,
+        stuff_label_ids,
     )
 
-    columns = {
-        "task": data_args.task,
-        "image_column": data_args.image_column,
-        "panoptic_map_column": data_args.panoptic_map_column,
-        "segments_info_column": data_args.segments_info_column,
-        "semantic_map_column": data_args.semantic_map_column,
-    }
-    train_dataset = train_dataset.with_transform(
-        SegmentationTransform(
-            image_processor,
-            flip_probability=data_args.flip_probability,
-            large_scale_jitter_size=data_args.large_scale_jitter_size,
-            large_scale_jitter_scales=tuple(data_args.large_scale_jitter_scales),
-            seed=training_args.seed,
-            **columns,
-        )
+    columns = {"task": task, **data_args.row_options()}
+    train_transform = SegmentationTransform(
+        image_processor,
+        flip_probability=data_args.flip_probability,
+        large_scale_jitter_size=data_args.large_scale_jitter_size,
+        large_scale_jitter_scales=tuple(data_args.large_scale_jitter_scales),
+        seed=training_args.seed,
+        **columns,
     )
+    train_dataset = train_dataset.with_transform(train_transform)
     eval_dataset = eval_dataset.with_transform(SegmentationTransform(image_processor, **columns))
 
     evaluator = SegmentationEvaluator(
         image_processor,
         num_labels=len(id2label),
         stuff_label_ids=stuff_label_ids,
-        tasks=METRIC_TASKS_FOR_DATASET_TASK[data_args.task],
+        tasks=METRIC_TASKS_FOR_DATASET_TASK[task],
     )
     trainer = MaskDinoTrainer(
         model=model,
@@ -276,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=eval_dataset,
         processing_class=image_processor,
         evaluator=evaluator,
+        callbacks=[AugmentationEpochCallback(train_transform), ThroughputCallback()],
     )
 
     results = {}
@@ -296,7 +330,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.update(metrics)
     if training_args.do_train and trainer.is_world_process_zero():
         write_fine_tuned_model_card(
-            training_args.output_dir, model, task=data_args.task, dataset=data_args.dataset_name,
+            training_args.output_dir, model, task=task,
+            dataset=data_args.dataset_name or data_args.coco_annotations or data_args.semantic_images_dir,
             base_model=model_args.model_name_or_path, training={**vars(model_args), **training_args.to_dict()},
             metrics={k: v for k, v in results.items() if k.startswith("eval_")},
         )  # fmt: skip

@@ -2,17 +2,22 @@
 # Licensed under the Apache License, Version 2.0.
 """The examples on a tiny synthetic dataset: the Trainer and accelerate scripts train, evaluate periodically and
 save a checkpoint that reloads to the same metrics; two CPU processes keep identical replicas and evaluate like one;
-`evaluate.py` scores a checkpoint, and scores perfect predictions 1."""
+`evaluate.py` scores a checkpoint, and scores perfect predictions 1; both fine-tune from COCO instance / panoptic /
+box files and semantic label folders as written by the synthetic dataset, evaluate.py scores them as the datasets
+layout and writes COCO results that pycocotools scores the same; runs resume with the same losses."""
 
 import json
+import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from training_fixtures import (
     REPO,
     import_example,
@@ -23,8 +28,14 @@ from training_fixtures import (
 )
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS
 from transformers_maskdino.training import ground_truth_segments, load_segmentation_dataset
+from transformers_maskdino.training.formats import dataset_category_ids_of
+from transformers_maskdino.training.synthetic_data import (
+    COCO_CATEGORY_IDS,
+    LABELS,
+    STUFF_LABEL_IDS,
+    write_dataset_files,
+)
 
 METRIC_KEYS = ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mask_AP", "mask_AP50", "box_AP", "box_AP50", "mIoU")
 IMAGE_SIZE = 64
@@ -147,7 +158,8 @@ def test_trainer_example_defaults_are_the_original_solver():
     assert training_args.learning_rate == 1e-4 and training_args.weight_decay == 0.05
     assert training_args.max_grad_norm == 0.01 and training_args.backbone_learning_rate_multiplier == 0.1
     assert training_args.remove_unused_columns is False
-    assert data_args.task == "panoptic" and data_args.flip_probability == 0.5
+    # the task defaults to what the data has (panoptic for this layout)
+    assert data_args.task is None and data_args.flip_probability == 0.5
 
 
 def run_two_cpu_processes(script, arguments, python_path):
@@ -183,11 +195,16 @@ def test_trainer_example_evaluates_across_two_processes_like_one(tmp_path, confi
     # the saved model, evaluated by one process, scores the same
     single = import_example("finetune_trainer").main(
         [
-            "--dataset_name", str(dataset_dir),
-            "--model_name_or_path", str(output_dir),
-            "--output_dir", str(tmp_path / "single"),
-            "--per_device_eval_batch_size", "2",
-            "--do_eval", "--use_cpu",
+            "--dataset_name",
+            str(dataset_dir),
+            "--model_name_or_path",
+            str(output_dir),
+            "--output_dir",
+            str(tmp_path / "single"),
+            "--per_device_eval_batch_size",
+            "2",
+            "--do_eval",
+            "--use_cpu",
         ]  # fmt: skip
     )
     assert single["eval_num_images"] == 5
@@ -312,3 +329,211 @@ def test_command_line_of_evaluate_py_requires_a_model(capsys):
     with pytest.raises(SystemExit):
         import_example("evaluate").build_parser().parse_args(["--dataset_name", "d"])
     assert "--model" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------------ file formats
+
+# Which example fine-tunes from each file format in these tests (both examples take every format), the task the
+# data defaults to, and the training steps (the tiny model's semantic loss first rises for a few steps, then falls)
+FILE_FORMATS = {
+    "coco-instance": ("finetune_trainer", "instance", 6),
+    "coco-panoptic": ("finetune_trainer", "panoptic", 6),
+    "semantic-png": ("finetune_accelerate", "semantic", 20),
+    "coco-boxes": ("finetune_accelerate", "detection", 6),
+}
+
+
+@pytest.fixture(scope="module")
+def written_files(tmp_path_factory):
+    """Each file format of the same synthetic images as `dataset_dir` (8 training, 4 validation)."""
+    root = tmp_path_factory.mktemp("files")
+    return {
+        file_format: write_dataset_files(root / file_format, file_format, 8, 4, image_size=IMAGE_SIZE, max_objects=2)
+        for file_format in FILE_FORMATS
+    }
+
+
+def file_arguments(paths, prefix=""):
+    """`--coco_annotations ... --images_dir ...` (with `prefix="eval_"`, the validation split's arguments)."""
+    arguments = []
+    for name, path in paths.items():
+        if not (prefix and name == "id2label_file"):
+            arguments += [f"--{prefix}{name}", str(path)]
+    return arguments
+
+
+def assert_same_metrics(metrics, expected):
+    assert metrics.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.parametrize("file_format", list(FILE_FORMATS))
+def test_examples_fine_tune_and_evaluate_from_written_files(
+    tmp_path, dataset_dir, config_file, written_files, file_format, caplog
+):
+    caplog.set_level(logging.INFO)
+    script, task, steps = FILE_FORMATS[file_format]
+    train_paths, validation_paths = written_files[file_format]["train"], written_files[file_format]["validation"]
+    output_dir = tmp_path / "model"
+    # the same two images every step, so that the loss must fall
+    arguments = file_arguments(train_paths) + file_arguments(validation_paths, "eval_") + [
+        "--config_name", str(config_file), "--output_dir", str(output_dir),
+        "--shortest_edge", str(IMAGE_SIZE), "--longest_edge", str(2 * IMAGE_SIZE),
+        "--max_train_samples", "2", "--flip_probability", "0", "--per_device_train_batch_size", "2",
+        "--per_device_eval_batch_size", "2", "--learning_rate", "3e-3", "--max_steps", str(steps),
+        "--logging_steps", "1",
+    ]  # fmt: skip
+    if script == "finetune_trainer":
+        results = import_example(script).main(
+            arguments + ["--do_train", "--do_eval", "--save_strategy", "no", "--use_cpu"]
+        )
+        # the Trainer's evaluation reads the same targets (box-only objects' boxes included)
+        assert math.isfinite(results["eval_loss"]) and results["eval_num_images"] == 4
+        history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+        losses = [entry["loss"] for entry in history if "loss" in entry]
+    else:
+        losses = import_example(script).train(arguments + ["--cpu"]).losses
+    assert len(losses) == steps and np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    assert any("Throughput:" in record.getMessage() and "images/s" in record.getMessage() for record in caplog.records)
+
+    # the task came from the files, the label set and the category mapping are in the saved config
+    model = MaskDinoForUniversalSegmentation.from_pretrained(output_dir)
+    processor = MaskDinoImageProcessor.from_pretrained(output_dir)
+    thing_names = [name for name in LABELS if name not in ("sky", "grass")]
+    expected_names = thing_names if file_format in ("coco-instance", "coco-boxes") else list(LABELS)
+    assert list(model.config.id2label.values()) == expected_names
+    if file_format.startswith("coco"):
+        assert dataset_category_ids_of(model.config) == {
+            index: COCO_CATEGORY_IDS[name] for index, name in enumerate(expected_names)
+        }
+
+    # evaluate.py on the validation files gives the metrics of the same images read through the datasets layout
+    results_json = tmp_path / "results.json"
+    evaluate = import_example("evaluate")
+    extra = ["--results_json", str(results_json)] if file_format in ("coco-instance", "coco-boxes") else []
+    from_files = evaluate.main(
+        ["--model", str(output_dir), "--batch_size", "2", *file_arguments(validation_paths), *extra]
+    )
+    layout = load_segmentation_dataset(str(dataset_dir))["validation"]
+    from_layout = evaluate.evaluate_checkpoint(model, processor, layout, task=task, batch_size=2)
+    assert from_files["num_images"] == 4
+    assert_same_metrics(from_files, from_layout)
+    if extra:
+        assert_coco_eval_of_results_matches(validation_paths["coco_annotations"], results_json, from_files)
+
+
+def assert_coco_eval_of_results_matches(annotation_file, results_json, printed):
+    """pycocotools reads the results file with the dataset's own ids, and COCOeval gives the printed AP."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth = COCO(str(annotation_file))
+        detections = ground_truth.loadRes(str(results_json))
+        assert set(detections.getImgIds()) <= set(ground_truth.getImgIds())
+        for iou_type, prefix in (("segm", "mask"), ("bbox", "box")):
+            if f"{prefix}_AP" not in printed or math.isnan(printed[f"{prefix}_AP"]):
+                continue
+            evaluator = COCOeval(ground_truth, detections, iouType=iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+            for position, name in enumerate(("AP", "AP50", "AP75")):
+                expected = printed[f"{prefix}_{name}"]
+                value = evaluator.stats[position]
+                assert (math.isnan(expected) and value < 0) or value == pytest.approx(expected, abs=1e-9), name
+
+
+# ------------------------------------------------------------------------------------------------------ long runs
+
+
+def test_trainer_example_resumes_with_the_same_loss_curve(tmp_path, dataset_dir, config_file):
+    example = import_example("finetune_trainer")
+
+    def run(output_dir):
+        arguments = common_arguments(dataset_dir, config_file, output_dir) + [
+            "--max_steps", "4", "--do_train", "--logging_steps", "1", "--use_cpu",
+            "--save_strategy", "steps", "--save_steps", "2", "--large_scale_jitter_size", "64",
+        ]  # fmt: skip
+        example.main(arguments)
+        history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+        return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+    full = run(tmp_path / "full")
+    # a run stopped after its checkpoint at step 2: only that checkpoint is left, and running again resumes from it
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    shutil.copytree(tmp_path / "full" / "checkpoint-2", interrupted / "checkpoint-2")
+    resumed = run(interrupted)  # its history holds the checkpoint's steps 1-2, then its own 3-4
+    assert sorted(resumed) == [1, 2, 3, 4]
+    # flips and jitter included: each sample's augmentation comes from (seed, epoch, sample index)
+    np.testing.assert_allclose([resumed[3], resumed[4]], [full[3], full[4]], rtol=1e-5)
+
+
+def test_accelerate_example_resumes_with_the_same_loss_curve(tmp_path, dataset_dir, config_file):
+    example = import_example("finetune_accelerate")
+    arguments = common_arguments(dataset_dir, config_file, tmp_path / "run") + [
+        "--max_steps", "4", "--logging_steps", "1", "--checkpointing_steps", "2", "--cpu",
+        "--per_device_eval_batch_size", "4", "--max_eval_samples", "2",
+    ]  # fmt: skip
+    full = example.train(arguments).losses
+    assert (tmp_path / "run" / "step_2" / "progress.json").is_file()
+    resumed = example.train(arguments + ["--resume_from_checkpoint", str(tmp_path / "run" / "step_2")]).losses
+    np.testing.assert_allclose(resumed, full[2:], rtol=1e-5)
+
+
+def test_max_train_samples_limits_the_training_set(tmp_path, dataset_dir, config_file, caplog):
+    caplog.set_level(logging.INFO)
+    results = import_example("finetune_trainer").main(
+        common_arguments(dataset_dir, config_file, tmp_path / "limited")
+        + ["--max_train_samples", "2", "--max_steps", "2", "--do_train", "--save_strategy", "no", "--use_cpu"]
+    )
+    # two samples, batches of two: every step is an epoch
+    assert results["epoch"] == pytest.approx(2.0)
+
+
+def test_a_datasets_dataset_with_its_own_column_names(tmp_path, config_file):
+    """A semantic dataset laid out as Hub ones often are (`img` and `annotation` columns, 0 = unlabelled, class names
+    in an id2label.json): the column arguments, `--do_reduce_labels` and `--id2label_file` read it, and evaluate.py
+    scores it as the package's own layout."""
+    from datasets import Dataset
+    from datasets import Image as ImageFeature
+
+    from transformers_maskdino.training.synthetic_data import generate_dataset
+
+    layout = generate_dataset(8, seed=0, image_size=IMAGE_SIZE, max_objects=2)
+    renamed = Dataset.from_dict(
+        {
+            "img": [row["image"] for row in layout],
+            # ADE20K style: every class id + 1, 0 for unlabelled pixels (none here)
+            "annotation": [Image.fromarray(np.asarray(row["semantic_map"]) + 1) for row in layout],
+        }
+    ).cast_column("img", ImageFeature()).cast_column("annotation", ImageFeature())
+    renamed.save_to_disk(str(tmp_path / "hub_style"))
+    id2label_file = tmp_path / "id2label.json"
+    id2label_file.write_text(json.dumps(dict(enumerate(LABELS))))
+    data_arguments = [
+        "--dataset_name", str(tmp_path / "hub_style"), "--image_column", "img", "--semantic_map_column", "annotation",
+        "--do_reduce_labels", "--id2label_file", str(id2label_file),
+    ]  # fmt: skip
+    output_dir = tmp_path / "model"
+    result = import_example("finetune_accelerate").train(
+        data_arguments + [
+            "--config_name", str(config_file), "--output_dir", str(output_dir), "--validation_fraction", "0.25",
+            "--shortest_edge", str(IMAGE_SIZE), "--longest_edge", str(2 * IMAGE_SIZE),
+            "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2", "--max_steps", "1", "--cpu",
+        ]  # fmt: skip
+    )
+    assert "mIoU" in result.evaluations[-1] and "PQ" not in result.evaluations[-1]  # the task came from the columns
+    evaluate = import_example("evaluate")
+    from_columns = evaluate.main(
+        ["--model", str(output_dir), "--split", "train", "--batch_size", "2", *data_arguments]
+    )
+    model = MaskDinoForUniversalSegmentation.from_pretrained(output_dir)
+    processor = MaskDinoImageProcessor.from_pretrained(output_dir)
+    from_layout = evaluate.evaluate_checkpoint(model, processor, layout, task="semantic", batch_size=2)
+    assert_same_metrics(from_columns, from_layout)

@@ -1,7 +1,8 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """The synthetic dataset: determinism, consistency of its panoptic / instance / semantic annotations, shape
-geometry, and the command that writes it."""
+geometry, the command that writes it, and its files in the COCO and semantic-folder formats read back as the same
+training targets."""
 
 import math
 
@@ -159,3 +160,95 @@ def test_command_writes_a_dataset_dict(tmp_path, capsys):
 def test_invalid_arguments_are_rejected(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------------------------------------------ file formats
+
+
+@pytest.fixture(scope="module")
+def layout_rows():
+    return generate_dataset(3, split="validation", image_size=48, max_objects=3)
+
+
+def read_written(file_format, directory):
+    from transformers_maskdino.training.formats import read_coco_annotations, read_semantic_folders
+
+    paths = synthetic_data.write_split_files(directory, file_format, "validation", 3, image_size=48, max_objects=3)
+    if file_format == "semantic-png":
+        return read_semantic_folders(paths["semantic_images_dir"], paths["semantic_labels_dir"])
+    return read_coco_annotations(paths["coco_annotations"], paths["images_dir"], paths.get("panoptic_masks_dir"))
+
+
+@pytest.mark.parametrize(
+    "file_format, task, flip, jitter",
+    [
+        ("coco-instance", "instance", 0.0, None),
+        ("coco-instance", "instance", 1.0, 48),  # flipped RLE masks, and masks resized and cropped by the jitter
+        ("coco-panoptic", "panoptic", 1.0, None),
+        ("semantic-png", "semantic", 0.0, 48),
+        ("coco-boxes", "detection", 1.0, 48),
+    ],
+)
+def test_written_files_give_the_targets_of_the_datasets_layout(tmp_path, layout_rows, file_format, task, flip, jitter):
+    from transformers_maskdino import MaskDinoImageProcessor
+    from transformers_maskdino.training import SegmentationTransform
+
+    dataset, labels = read_written(file_format, tmp_path)
+    processor = MaskDinoImageProcessor(size={"shortest_edge": 48, "longest_edge": 96}, stuff_label_ids=STUFF_LABEL_IDS)
+
+    def transform():  # the same draws for both: flips, and a jitter that scales by 0.75 and crops a 48-pixel window
+        return SegmentationTransform(
+            processor, task=task, flip_probability=flip, large_scale_jitter_size=jitter,
+            large_scale_jitter_scales=(1.5, 1.5), seed=3,
+        )  # fmt: skip
+
+    from_files = dataset.with_transform(transform())[:3]
+    from_layout = layout_rows.with_transform(transform())[:3]
+    for index in range(3):
+        assert np.array_equal(from_files["pixel_values"][index], from_layout["pixel_values"][index])
+        masks, classes = from_files["mask_labels"][index].numpy(), from_files["class_labels"][index].tolist()
+        expected_masks = from_layout["mask_labels"][index].numpy()
+        expected_classes = from_layout["class_labels"][index].tolist()
+        if file_format == "coco-boxes":
+            # boxes only: the objects' boxes are those the model derives from the layout's masks
+            from transformers_maskdino.modeling_maskdino import target_boxes_from_masks
+
+            height, width = from_files["pixel_mask"][index].nonzero().max(0).values + 1
+            expected_boxes = target_boxes_from_masks(from_layout["mask_labels"][index], int(height), int(width))
+            assert not from_files["target_has_masks"][index].any() and masks.sum() == 0
+            assert sorted(classes) == sorted(expected_classes)
+            order, expected_order = np.argsort(classes, kind="stable"), np.argsort(expected_classes, kind="stable")
+            np.testing.assert_allclose(
+                from_files["target_boxes"][index][order], expected_boxes[expected_order], atol=1.5 / 48
+            )
+            continue
+        # the same (class, mask) pairs, in whatever order
+        assert sorted((c, m.tobytes()) for c, m in zip(classes, masks)) == sorted(
+            (c, m.tobytes()) for c, m in zip(expected_classes, expected_masks)
+        )
+    # class names and the thing/stuff split come from the files; COCO ids are mapped to 0..N-1 and remembered
+    names = list(LABELS) if file_format in ("coco-panoptic", "semantic-png") else list(synthetic_data.THING_CLASSES)
+    assert list(labels.id2label.values()) == names
+    assert labels.stuff_label_ids == (STUFF_LABEL_IDS if file_format == "coco-panoptic" else [])
+    if file_format.startswith("coco"):
+        assert labels.dataset_category_ids == {i: synthetic_data.COCO_CATEGORY_IDS[n] for i, n in enumerate(names)}
+        assert dataset["image_id"] == [synthetic_data.FIRST_IMAGE_ID + i for i in range(3)]
+    assert labels.task == task
+
+
+def test_command_writes_each_file_format(tmp_path, capsys):
+    import json
+
+    for file_format in ("coco-instance", "coco-panoptic", "semantic-png", "coco-boxes"):
+        output = tmp_path / file_format
+        arguments = ["--output-dir", str(output), "--num-images", "2", "--image-size", "40", "--format", file_format]
+        assert synthetic_data.main(arguments) == 0
+        printed = capsys.readouterr().out
+        assert "train: --" in printed and "validation: --" in printed
+    instances = json.loads((tmp_path / "coco-instance" / "annotations" / "instances_train.json").read_text())
+    assert {category["id"] for category in instances["categories"]} == {1, 3, 7}
+    assert all("segmentation" in a and a["iscrowd"] == 0 for a in instances["annotations"])
+    boxes = json.loads((tmp_path / "coco-boxes" / "annotations" / "boxes_train.json").read_text())
+    assert boxes["annotations"] and all("segmentation" not in a for a in boxes["annotations"])
+    assert (tmp_path / "semantic-png" / "id2label.json").is_file()
+    assert len(list((tmp_path / "coco-panoptic" / "annotations" / "panoptic_validation").glob("*.png"))) == 1

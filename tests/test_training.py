@@ -1,7 +1,8 @@
 # Copyright 2026 The transformers-maskdino authors. All rights reserved.
 # Licensed under the Apache License, Version 2.0.
 """Training: overfitting two synthetic images, dataset rows to targets, collation, the optimizer's parameter
-groups, the eval-mode loss, fine-tuning with a new label set, loading datasets, and ImageNet backbone weights."""
+groups, the eval-mode loss, fine-tuning with a new label set, loading datasets, ImageNet backbone weights, box-only
+(detection) targets, and the COCO / semantic-folder readers."""
 
 import numpy as np
 import pytest
@@ -17,7 +18,6 @@ from training_fixtures import (
 from transformers import ResNetConfig, ResNetForImageClassification, ResNetModel, SwinConfig, SwinModel
 
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
-from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
 from transformers_maskdino.training import (
     SegmentationTransform,
     build_model_and_image_processor,
@@ -26,11 +26,13 @@ from transformers_maskdino.training import (
     dataset_label_names,
     dataset_stuff_label_ids,
     evaluation_loss,
+    ground_truth_at_input_size,
     ground_truth_segments,
     load_backbone_weights,
     load_segmentation_dataset,
     optimizer_parameter_groups,
 )
+from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_IDS, generate_dataset
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -464,3 +466,257 @@ def test_backbone_checkpoints_of_another_architecture_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         load_backbone_weights(model, tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------------------------------ box-only data
+
+
+def boxes_batch():
+    """Two 64x64 images, each with a box-only object and (the first) a masked one."""
+    masks = [torch.zeros(2, 64, 64), torch.zeros(1, 64, 64)]
+    masks[0][0, 8:24, 8:30] = 1
+    return {
+        "pixel_values": torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+        "mask_labels": masks,
+        "class_labels": [torch.tensor([0, 1]), torch.tensor([2])],
+        # (center_x, center_y, width, height) relative to the image; the masked object's comes from its mask
+        "target_boxes": [
+            torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.7, 0.6, 0.2, 0.3]]),
+            torch.tensor([[0.4, 0.5, 0.3, 0.2]]),
+        ],
+        "target_has_masks": [torch.tensor([True, False]), torch.tensor([False])],
+    }
+
+
+def test_box_only_targets_train_class_and_boxes_and_skip_the_mask_losses():
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config())
+    batch = boxes_batch()
+    targets = model.build_targets(
+        batch["mask_labels"], batch["class_labels"], torch.tensor([[64, 64]] * 2), batch["target_boxes"],
+        batch["target_has_masks"],
+    )  # fmt: skip
+    # the masked object's box is its mask's, the box-only ones keep theirs
+    np.testing.assert_allclose(targets[0]["boxes"][0].tolist(), [19 / 64, 16 / 64, 22 / 64, 16 / 64])
+    np.testing.assert_allclose(targets[0]["boxes"][1].tolist(), [0.7, 0.6, 0.2, 0.3])
+    assert model.criterion.loss_terms_per_image(targets) == [
+        ("loss_ce", "loss_bbox", "loss_giou", "loss_mask", "loss_dice"),
+        ("loss_ce", "loss_bbox", "loss_giou"),
+    ]
+    model.train()
+    outputs = model(**batch)
+    assert torch.isfinite(outputs.loss)
+    # the mask losses are those of the one masked object: the same as when the box-only objects are not there
+    masked_only = model.criterion.loss_masks(
+        outputs.masks_queries_logits, targets, model.criterion.matcher(
+            outputs.class_queries_logits, outputs.masks_queries_logits, outputs.pred_boxes, targets
+        ), torch.tensor(3.0),
+    )  # fmt: skip
+    assert masked_only["loss_mask"] > 0
+    # a batch of box-only objects only: zero mask losses, yet gradients reach the box and class heads
+    box_only = {**batch, "target_has_masks": [torch.zeros(2, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)]}
+    box_only["target_boxes"] = [torch.tensor([[0.3, 0.25, 0.3, 0.25], [0.7, 0.6, 0.2, 0.3]]), batch["target_boxes"][1]]
+    outputs = model(**box_only)
+    assert outputs.loss_dict["loss_mask"].item() == 0.0 and outputs.loss_dict["loss_dice"].item() == 0.0
+    assert outputs.loss_dict["loss_bbox"] > 0 and outputs.loss_dict["loss_ce"] > 0
+    outputs.loss.backward()
+    parameters = dict(model.named_parameters())
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in parameters.values())
+    for name in ("model.decoder.class_embed.weight", "model.decoder.bbox_embed.layers.2.weight"):
+        assert parameters[name].grad.abs().sum() > 0, name
+
+
+def test_the_matcher_ignores_the_masks_of_box_only_targets():
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config())
+    matcher = model.criterion.matcher
+    logits, masks, boxes = torch.randn(1, 8, 5), torch.randn(1, 8, 16, 16), torch.rand(1, 8, 4) * 0.5 + 0.25
+    target = {"labels": torch.tensor([0, 1]), "masks": torch.rand(2, 64, 64).round(), "boxes": torch.rand(2, 4) * 0.5}
+    torch.manual_seed(1)
+    with_masks = matcher._cost_matrix(logits[0], masks[0], boxes[0], target)
+    torch.manual_seed(1)
+    box_only = matcher._cost_matrix(
+        logits[0], masks[0], boxes[0], {**target, "has_masks": torch.tensor([True, False])}
+    )
+    matcher.mask_cost, matcher.dice_cost = 0.0, 0.0
+    without_mask_costs = matcher._cost_matrix(logits[0], masks[0], boxes[0], target)
+    torch.testing.assert_close(box_only[:, 0], with_masks[:, 0])
+    torch.testing.assert_close(box_only[:, 1], without_mask_costs[:, 1])
+
+
+def test_the_processor_takes_box_only_coco_annotations(processor):
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    objects = [
+        {"id": 1, "category_id": 1, "bbox": [4, 8, 12, 16]},  # box only
+        {"id": 2, "category_id": 0, "bbox": [20, 0, 10, 10], "segmentation": [[20, 0, 30, 0, 30, 10, 20, 10]]},
+        {"id": 3, "category_id": 2, "bbox": [0, 0, 48, 32], "iscrowd": 1, "segmentation": []},  # ignored
+        {"id": 4, "category_id": 1, "bbox": [40, 20, 8, 0]},  # no area: dropped
+    ]
+    encoded = processor(images=image, annotations={"image_id": 7, "annotations": objects}, return_tensors="pt")
+    assert encoded["class_labels"][0].tolist() == [1, 0]
+    assert encoded["target_has_masks"][0].tolist() == [False, True]
+    np.testing.assert_allclose(encoded["target_boxes"][0][0].tolist(), [10 / 48, 16 / 32, 12 / 48, 16 / 32])
+    assert encoded["mask_labels"][0][0].sum() == 0 and encoded["mask_labels"][0][1].sum() > 0
+    # an image without annotations is a negative: no targets
+    empty = processor(images=image, annotations={"annotations": []}, return_tensors="pt")
+    assert empty["mask_labels"][0].shape[0] == 0 and empty["target_boxes"][0].shape == (0, 4)
+    with pytest.raises(ValueError, match=r"annotation 0 \(id 9\) of image 7 needs `category_id` and `segmentation`"):
+        processor(images=image, annotations={"image_id": 7, "annotations": [{"id": 9, "category_id": 1}]})
+
+
+# ------------------------------------------------------------------------------------------------------ file readers
+
+
+def write_coco(path, annotations, images=None, categories=None):
+    import json
+
+    images = images if images is not None else [{"id": 10, "file_name": "a.png", "height": 32, "width": 32}]
+    categories = categories or [{"id": 3, "name": "cat"}, {"id": 9, "name": "dog"}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+@pytest.mark.parametrize(
+    "annotation, message",
+    [
+        ({"id": 5, "image_id": 10, "category_id": 4, "bbox": [0, 0, 1, 1]}, "`category_id` 4 is not in `categories`"),
+        ({"id": 5, "image_id": 11, "category_id": 3, "bbox": [0, 0, 1, 1]}, "`image_id` is not in `images`"),
+        ({"id": 5, "image_id": 10, "category_id": 3}, "needs a `segmentation`"),
+        ({"id": 5, "image_id": 10, "category_id": 3, "bbox": [0, 0, -1, 1]}, "negative width"),
+        ({"id": 5, "image_id": 10, "category_id": 3, "segmentation": [[1, 2, 3]]}, "odd number"),
+        ({"id": 5, "image_id": 10, "category_id": 3, "segmentation": {"counts": "x"}}, "needs `counts` and `size`"),
+    ],
+)
+def test_malformed_coco_annotations_name_the_file_image_and_annotation(tmp_path, annotation, message):
+    from PIL import Image
+
+    from transformers_maskdino.training.formats import AnnotationError, read_coco_annotations
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    path = write_coco(tmp_path / "instances.json", [annotation])
+    with pytest.raises(AnnotationError, match=f"{path}: annotation 5 of image {annotation['image_id']}.*{message}"):
+        read_coco_annotations(path, tmp_path)
+
+
+def test_coco_files_keep_images_without_annotations_and_map_category_ids(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from transformers_maskdino.training.formats import read_coco_annotations
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (32, 32)).save(tmp_path / name)
+    images = [
+        {"id": 10, "file_name": "a.png", "height": 32, "width": 32},
+        {"id": 20, "file_name": "b.png", "height": 32, "width": 32},
+    ]
+    annotation = {"id": 1, "image_id": 10, "category_id": 9, "bbox": [1, 2, 3, 4], "iscrowd": 0}
+    dataset, labels = read_coco_annotations(write_coco(tmp_path / "boxes.json", [annotation], images), tmp_path)
+    assert labels.id2label == {0: "cat", 1: "dog"} and labels.dataset_category_ids == {0: 3, 1: 9}
+    assert labels.task == "detection" and labels.stuff_label_ids == []
+    assert dataset["image_id"] == [10, 20]
+    assert [obj["category_id"] for obj in json.loads(dataset[0]["objects"])] == [1]
+    assert json.loads(dataset[1]["objects"]) == []  # kept, as a negative
+    with pytest.raises(FileNotFoundError, match="c.png"):
+        read_coco_annotations(write_coco(tmp_path / "x.json", [], [{"id": 1, "file_name": "c.png"}]), tmp_path)
+
+
+def test_the_category_mapping_is_kept_in_the_config(tmp_path):
+    model, image_processor, _ = build_model_and_image_processor(
+        {0: "cat", 1: "dog"}, [], config_name=str(write_tiny_config(tmp_path / "c.json")),
+        dataset_category_ids={0: 3, 1: 9},
+    )  # fmt: skip
+    model.save_pretrained(tmp_path / "saved")
+    image_processor.save_pretrained(tmp_path / "saved")
+    from transformers_maskdino.training.formats import dataset_category_ids_of
+
+    reloaded = MaskDinoForUniversalSegmentation.from_pretrained(tmp_path / "saved")
+    assert dataset_category_ids_of(reloaded.config) == {0: 3, 1: 9}
+    # fine-tuning the checkpoint on data with contiguous ids drops the old mapping
+    model, _, _ = build_model_and_image_processor({0: "a", 1: "b"}, [], model_name_or_path=str(tmp_path / "saved"))
+    assert dataset_category_ids_of(model.config) is None
+
+
+def test_semantic_folders_pair_images_and_labels_by_name(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from transformers_maskdino.training.formats import read_semantic_folders
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "x.jpg")
+    Image.fromarray(np.full((8, 8), 1, dtype=np.uint8)).save(tmp_path / "labels" / "x.png")
+    with pytest.raises(FileNotFoundError, match="--id2label_file"):
+        read_semantic_folders(tmp_path / "images", tmp_path / "labels")
+    (tmp_path / "id2label.json").write_text(json.dumps({"0": "road", "1": "car"}))
+    dataset, labels = read_semantic_folders(tmp_path / "images", tmp_path / "labels")
+    assert labels.id2label == {0: "road", 1: "car"} and labels.task == "semantic"
+    assert np.asarray(dataset[0]["semantic_map"]).max() == 1
+    Image.new("RGB", (8, 8)).save(tmp_path / "images" / "y.png")
+    with pytest.raises(FileNotFoundError, match="y.png"):
+        read_semantic_folders(tmp_path / "images", tmp_path / "labels")
+
+
+def test_crowd_panoptic_segments_are_ignored_in_training(processor):
+    panoptic_map = np.zeros((64, 64, 3), dtype=np.uint8)
+    panoptic_map[:32] = (1, 1, 0)  # segment 257
+    panoptic_map[32:] = (2, 0, 0)  # segment 2, a crowd
+    batch = {
+        "image": [np.zeros((64, 64, 3), dtype=np.uint8)],
+        "panoptic_map": [panoptic_map],
+        "segments_info": [
+            [{"id": 257, "category_id": 3, "isthing": False}, {"id": 2, "category_id": 0, "iscrowd": True}]
+        ],
+    }
+    encoded = SegmentationTransform(processor, task="panoptic")(batch)
+    assert encoded["class_labels"][0].tolist() == [3]
+    assert encoded["mask_labels"][0][0, :32, :64].all() and encoded["mask_labels"][0][0].sum() == 32 * 64
+
+
+def test_box_ap_rises_when_training_on_box_only_files(tmp_path, processor):
+    """Detection fine-tuning on COCO files without masks: a tiny model trained on two images' boxes detects them
+    (box AP of `post_process_object_detection`, as examples/evaluate.py --task detection scores it)."""
+    from transformers_maskdino.training.evaluation import SegmentationEvaluator
+    from transformers_maskdino.training.formats import read_coco_annotations
+    from transformers_maskdino.training.synthetic_data import write_split_files
+
+    paths = write_split_files(tmp_path, "coco-boxes", "train", 2, image_size=64, max_objects=2)
+    dataset, labels = read_coco_annotations(paths["coco_annotations"], paths["images_dir"])
+    assert labels.task == "detection"
+    rows = dataset.with_transform(SegmentationTransform(processor, task="detection"))
+    batch = collate_segmentation_batch([rows[0], rows[1]])
+    assert not any(flags.any() for flags in batch["target_has_masks"])
+    torch.manual_seed(0)
+    model = MaskDinoForUniversalSegmentation(tiny_training_config(id2label=labels.id2label, stuff_label_ids=[]))
+    optimizer = build_optimizer(model, learning_rate=3e-3, backbone_learning_rate_multiplier=1.0)
+
+    def box_ap():
+        model.eval()
+        evaluator = SegmentationEvaluator(processor, num_labels=3, stuff_label_ids=[], tasks=("detection",))
+        with torch.no_grad():
+            outputs = model(batch["pixel_values"], pixel_mask=batch["pixel_mask"])
+        evaluator.add(outputs, ground_truth_at_input_size(
+            batch["mask_labels"], batch["class_labels"], outputs.image_sizes, batch["target_boxes"],
+            batch["target_has_masks"],
+        ))  # fmt: skip
+        model.train()
+        return evaluator.compute()["box_AP"]
+
+    initial = box_ap()
+    history = [initial]
+    for step in range(300):
+        torch.manual_seed(step)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 20 == 19:
+            history.append(box_ap())
+            if history[-1] >= initial + 0.3:
+                break
+    print("box AP every 20 steps:", history)
+    assert history[-1] >= initial + 0.3, f"box AP every 20 steps: {history}"

@@ -174,86 +174,162 @@ def convert_segmentation_map_to_binary_masks(
     return masks, labels
 
 
-def coco_objects_to_binary_masks(
-    objects: Sequence[Mapping[str, Any]],
-    original_size: tuple[int, int],
-    resized_size: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """
-    Rasterise COCO object annotations of one image at the resized image size.
+@dataclass
+class CocoObjectTargets:
+    """Training targets of one image's COCO objects (see [`coco_objects_to_binary_masks`])."""
 
-    Polygons are scaled to the resized image and rasterised there (as detectron2 transforms them); RLE masks are
-    decoded at the original size and resized with nearest-neighbour sampling. Crowd objects (`iscrowd=1`) and
-    objects whose mask is empty after resizing are dropped, as the original's dataset mappers do.
+    masks: np.ndarray  # (num_objects, height, width) float32; all zeros where `has_masks` is False
+    labels: np.ndarray  # (num_objects,) int64 category ids
+    boxes: np.ndarray  # (num_objects, 4) float32 (center_x, center_y, width, height) relative to the image
+    has_masks: np.ndarray  # (num_objects,) bool: False for box-only objects (class and box losses only)
 
-    Returns:
-        `tuple[np.ndarray, np.ndarray]`: float32 masks of shape `(num_objects, height, width)` and their int64
-        `category_id`s.
-    """
+
+def _describe_coco_object(obj: Mapping, index: int, image_id: Any = None) -> str:
+    """`"annotation 7 (id 1234) of image 42"`, for error messages."""
+    where = f"annotation {index}" + (f" (id {obj['id']})" if isinstance(obj, Mapping) and "id" in obj else "")
+    return where + (f" of image {image_id}" if image_id is not None else "")
+
+
+def _coco_mask_api():
+    """pycocotools' mask module (rasterises polygons, decodes RLE); an optional dependency."""
     try:
         from pycocotools import mask as coco_mask
     except ImportError as error:
         raise ImportError(
             "COCO-style `annotations` need pycocotools to rasterise polygons and decode RLE: `pip install pycocotools`."
         ) from error
+    return coco_mask
 
-    original_height, original_width = original_size
+
+def _coco_rle_mask(rle: Mapping, original_size: tuple[int, int], resized_size: tuple[int, int], where: str):
+    """An RLE mask, decoded at the original size and resized with nearest-neighbour sampling."""
+    coco_mask = _coco_mask_api()
+    if "counts" not in rle or "size" not in rle:
+        raise ValueError(f"RLE segmentation of {where} needs `counts` and `size`.")
+    if tuple(rle["size"]) != tuple(original_size):
+        raise ValueError(
+            f"RLE segmentation of {where} has size {list(rle['size'])}, but the image is "
+            f"{original_size[0]}x{original_size[1]}."
+        )
+    if isinstance(rle["counts"], list):  # uncompressed RLE
+        rle = coco_mask.frPyObjects(rle, *original_size)
+    return resize_label_map(coco_mask.decode(rle).astype(np.uint8), resized_size)
+
+
+def _coco_polygon_mask(polygons: Sequence, original_size: tuple[int, int], resized_size: tuple[int, int], where: str):
+    """Polygons scaled to the resized image and rasterised there, as detectron2 transforms them."""
+    coco_mask = _coco_mask_api()
     height, width = resized_size
-    scale_x, scale_y = width / original_width, height / original_height
-    masks, labels = [], []
+    scale_x, scale_y = width / original_size[1], height / original_size[0]
+    scaled = []
+    for polygon in polygons:
+        coordinates = np.asarray(polygon, dtype=np.float64).reshape(-1)
+        if coordinates.size % 2:
+            raise ValueError(
+                f"Polygon of {where} has an odd number of coordinates ({coordinates.size}); expected "
+                "[x0, y0, x1, y1, ...]."
+            )
+        if coordinates.size < 6:
+            continue  # fewer than 3 points enclose no area
+        coordinates[0::2] *= scale_x
+        coordinates[1::2] *= scale_y
+        scaled.append(coordinates.tolist())
+    if not scaled:
+        return np.zeros((height, width), dtype=np.uint8)
+    return coco_mask.decode(coco_mask.merge(coco_mask.frPyObjects(scaled, height, width))).astype(np.uint8)
+
+
+def _coco_relative_box(bbox: Any, original_size: tuple[int, int], where: str) -> np.ndarray:
+    """COCO `[x, y, width, height]` in pixels to (center_x, center_y, width, height) relative to the image."""
+    box = np.asarray(bbox, dtype=np.float64).reshape(-1)
+    if box.size != 4 or not np.isfinite(box).all() or box[2] < 0 or box[3] < 0:
+        raise ValueError(f"`bbox` of {where} must be [x, y, width, height] with width, height >= 0, got {bbox}.")
+    height, width = original_size
+    # clipped to the image, as detectron2 clips boxes
+    x0, y0 = np.clip(box[0], 0, width), np.clip(box[1], 0, height)
+    x1, y1 = np.clip(box[0] + box[2], 0, width), np.clip(box[1] + box[3], 0, height)
+    return np.array([(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height])
+
+
+def coco_object_target(
+    obj: Mapping[str, Any], original_size: tuple[int, int], resized_size: tuple[int, int], where: str
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """
+    Mask (at `resized_size`) and relative box of one COCO object; `None` for what it does not have. An object
+    needs a `segmentation` (polygons or RLE), a `bbox`, or both.
+    """
+    if "category_id" not in obj or ("segmentation" not in obj and "bbox" not in obj):
+        raise ValueError(
+            f"COCO {where} needs `category_id` and `segmentation` (polygons or RLE), or `category_id` and `bbox` "
+            f"(box-only); it has keys {sorted(obj)}."
+        )
+    mask = box = None
+    segmentation = obj.get("segmentation")
+    if isinstance(segmentation, Mapping):
+        mask = _coco_rle_mask(segmentation, original_size, resized_size, where)
+    elif isinstance(segmentation, list) and segmentation:
+        mask = _coco_polygon_mask(segmentation, original_size, resized_size, where)
+    elif segmentation not in (None, []):
+        raise ValueError(
+            f"`segmentation` of {where} must be a list of polygons or an RLE dict, got {type(segmentation).__name__}."
+        )
+    if obj.get("bbox") is not None:
+        box = _coco_relative_box(obj["bbox"], original_size, where)
+    return mask, box
+
+
+def coco_objects_to_binary_masks(
+    objects: Sequence[Mapping[str, Any]],
+    original_size: tuple[int, int],
+    resized_size: tuple[int, int],
+    image_id: Any = None,
+) -> CocoObjectTargets:
+    """
+    Training targets of one image's COCO object annotations, with masks at the resized image size.
+
+    Polygons are scaled to the resized image and rasterised there (as detectron2 transforms them); RLE masks are
+    decoded at the original size and resized with nearest-neighbour sampling. An object with a `bbox` and no
+    `segmentation` is a box-only object: it gets an empty mask and `has_masks=False`, so that the model trains its
+    class and box heads on it and skips the mask losses. Crowd objects (`iscrowd=1`) are ignored in training, and
+    objects left empty by the resize are dropped, as the original's dataset mappers do. Errors name the object's
+    position, its `id` and `image_id`.
+
+    Returns:
+        [`CocoObjectTargets`]: masks, `category_id`s, boxes and the has-mask flags.
+    """
+    height, width = resized_size
+    masks, labels, boxes, has_masks = [], [], [], []
     for index, obj in enumerate(objects):
+        where = _describe_coco_object(obj, index, image_id)
         if not isinstance(obj, Mapping):
-            raise ValueError(f"Each COCO annotation must be a dict, got {type(obj).__name__} at position {index}.")
+            raise ValueError(f"Each COCO annotation must be a dict, got {type(obj).__name__} at {where}.")
         if obj.get("iscrowd", 0):
             continue
-        if "category_id" not in obj or "segmentation" not in obj:
-            raise ValueError(
-                f"COCO annotation {index} needs `category_id` and `segmentation` (polygons or RLE); it has keys "
-                f"{sorted(obj)}."
-            )
-        segmentation = obj["segmentation"]
-        if isinstance(segmentation, Mapping):
-            if "counts" not in segmentation or "size" not in segmentation:
-                raise ValueError(f"RLE segmentation of annotation {index} needs `counts` and `size`.")
-            if tuple(segmentation["size"]) != (original_height, original_width):
-                raise ValueError(
-                    f"RLE segmentation of annotation {index} has size {list(segmentation['size'])}, but the image is "
-                    f"{original_height}x{original_width}."
-                )
-            rle = segmentation
-            if isinstance(rle["counts"], list):
-                rle = coco_mask.frPyObjects(rle, original_height, original_width)
-            mask = resize_label_map(coco_mask.decode(rle).astype(np.uint8), (height, width))
-        elif isinstance(segmentation, list):
-            polygons = []
-            for polygon in segmentation:
-                coordinates = np.asarray(polygon, dtype=np.float64).reshape(-1)
-                if coordinates.size % 2:
-                    raise ValueError(
-                        f"Polygon of annotation {index} has an odd number of coordinates ({coordinates.size}); "
-                        "expected [x0, y0, x1, y1, ...]."
-                    )
-                if coordinates.size < 6:
-                    continue  # fewer than 3 points enclose no area
-                coordinates[0::2] *= scale_x
-                coordinates[1::2] *= scale_y
-                polygons.append(coordinates.tolist())
-            if polygons:
-                rle = coco_mask.merge(coco_mask.frPyObjects(polygons, height, width))
-                mask = coco_mask.decode(rle).astype(np.uint8)
-            else:
-                mask = np.zeros((height, width), dtype=np.uint8)
-        else:
-            raise ValueError(
-                f"`segmentation` of annotation {index} must be a list of polygons or an RLE dict, got "
-                f"{type(segmentation).__name__}."
-            )
-        if mask.any():
-            masks.append(mask.astype(np.float32))
-            labels.append(int(obj["category_id"]))
-    if not masks:
-        return np.zeros((0, height, width), dtype=np.float32), np.zeros((0,), dtype=np.int64)
-    return np.stack(masks), np.array(labels, dtype=np.int64)
+        mask, box = coco_object_target(obj, original_size, resized_size, where)
+        if mask is not None:
+            if not mask.any():
+                continue
+            # the box of a masked object is its mask's, as for segmentation maps (the model derives it)
+            box = np.zeros(4) if box is None else box
+        elif box[2] <= 0 or box[3] <= 0:
+            continue
+        masks.append(np.zeros((height, width), np.float32) if mask is None else mask.astype(np.float32))
+        labels.append(int(obj["category_id"]))
+        boxes.append(box)
+        has_masks.append(mask is not None)
+    if not labels:
+        return CocoObjectTargets(
+            masks=np.zeros((0, height, width), dtype=np.float32),
+            labels=np.zeros((0,), dtype=np.int64),
+            boxes=np.zeros((0, 4), dtype=np.float32),
+            has_masks=np.zeros((0,), dtype=bool),
+        )
+    return CocoObjectTargets(
+        masks=np.stack(masks),
+        labels=np.array(labels, dtype=np.int64),
+        boxes=np.stack(boxes).astype(np.float32),
+        has_masks=np.array(has_masks, dtype=bool),
+    )
 
 
 # Resampling of non-uint8 images: the original resizes them with `F.interpolate` (no antialiasing), both backends too.
@@ -647,6 +723,8 @@ class MaskDinoImageProcessingMixin:
                 COCO-style annotations, one per image: `{"annotations": [{"category_id", "segmentation", "iscrowd"},
                 ...]}` (or just the list of objects), with polygon (`[[x0, y0, x1, y1, ...], ...]`) or RLE
                 (`{"size": [h, w], "counts": ...}`) segmentations. `category_id` must be the model's label id.
+                Objects with a `bbox` and no `segmentation` are box-only: they add `target_boxes` and
+                `target_has_masks` (see [`coco_objects_to_binary_masks`]), which the model takes with the labels.
 
         Returns:
             [`BatchFeature`]: `pixel_values` `(batch_size, channels, padded_height, padded_width)`, `pixel_mask`
@@ -773,8 +851,10 @@ class MaskDinoImageProcessingMixin:
         ignore_index: int | None,
         do_reduce_labels: bool,
     ) -> dict[str, list[np.ndarray]]:
-        """`mask_labels` (at the resized size, unpadded) and `class_labels` of every image, as NumPy arrays."""
+        """`mask_labels` (at the resized size, unpadded) and `class_labels` of every image, as NumPy arrays, plus
+        `target_boxes` and `target_has_masks` for COCO annotations (objects with a box and no mask)."""
         mask_labels, class_labels = [], []
+        target_boxes, target_has_masks = [], []
         for index, (original_size, resized_size) in enumerate(zip(original_sizes, resized_sizes)):
             if targets.segmentation_maps is not None:
                 label_map = resize_label_map(targets.segmentation_maps[index], resized_size)
@@ -792,10 +872,18 @@ class MaskDinoImageProcessingMixin:
                         f"Annotation {index} must be a dict with an `annotations` list or a list of COCO objects, "
                         f"got {type(objects).__name__}."
                     )
-                masks, labels = coco_objects_to_binary_masks(objects, original_size, resized_size)
+                image_id = annotation.get("image_id") if isinstance(annotation, Mapping) else None
+                coco_targets = coco_objects_to_binary_masks(objects, original_size, resized_size, image_id=image_id)
+                masks, labels = coco_targets.masks, coco_targets.labels
+                target_boxes.append(coco_targets.boxes)
+                target_has_masks.append(coco_targets.has_masks)
             mask_labels.append(masks)
             class_labels.append(labels)
-        return {"mask_labels": mask_labels, "class_labels": class_labels}
+        arrays = {"mask_labels": mask_labels, "class_labels": class_labels}
+        if targets.annotations is not None:
+            # boxes of box-only objects; the model takes the others' boxes from their masks
+            arrays.update(target_boxes=target_boxes, target_has_masks=target_has_masks)
+        return arrays
 
 
 class MaskDinoImageProcessorPil(MaskDinoImageProcessingMixin, MaskDinoPostProcessingMixin, PilBackend):

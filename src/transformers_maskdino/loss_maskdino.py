@@ -306,8 +306,12 @@ class MaskDinoHungarianMatcher(nn.Module):
                 target["masks"].to(device=device, dtype=torch.float32)[None], point_coordinates, align_corners=False
             )[0]
             pred_points = sample_point(mask_logits[None], point_coordinates, align_corners=False)[0]
-            cost = cost + self.mask_cost * pair_wise_sigmoid_cross_entropy_loss(pred_points, target_points)
-            cost = cost + self.dice_cost * pair_wise_dice_loss(pred_points, target_points)
+            mask_costs = self.mask_cost * pair_wise_sigmoid_cross_entropy_loss(pred_points, target_points)
+            mask_costs = mask_costs + self.dice_cost * pair_wise_dice_loss(pred_points, target_points)
+            if "has_masks" in target:
+                # box-only targets (detection data) are matched on their class and box alone
+                mask_costs = mask_costs * target["has_masks"].to(device=device, dtype=mask_costs.dtype)
+            cost = cost + mask_costs
         return cost
 
 
@@ -431,6 +435,7 @@ class MaskDinoLoss(nn.Module):
     def loss_masks(self, mask_logits: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
         """`loss_mask` (BCE) and `loss_dice` on uncertainty-sampled points of each matched pair."""
         device = mask_logits.device
+        indices = self._pairs_with_masks(targets, indices)
         batch_index, query_index = self._prediction_indices(indices)
         if batch_index.numel() == 0:
             # keeps the graph connected (DDP) when no image of the batch has a target
@@ -452,6 +457,17 @@ class MaskDinoLoss(nn.Module):
             "loss_mask": sigmoid_cross_entropy_loss(point_logits, point_labels, num_masks),
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
         }
+
+    @staticmethod
+    def _pairs_with_masks(targets: list[dict], indices: list) -> list:
+        """The matched pairs whose target has a mask: box-only targets (detection data) add no mask loss."""
+        kept = []
+        for target, (source, target_index) in zip(targets, indices):
+            if "has_masks" in target:
+                keep = target["has_masks"].cpu()[target_index]
+                source, target_index = source[keep], target_index[keep]
+            kept.append((source, target_index))
+        return kept
 
     @staticmethod
     def _matched_target_masks(targets: list[dict], indices: list, device, dtype) -> Tensor:
@@ -518,6 +534,22 @@ class MaskDinoLoss(nn.Module):
         )
 
     # ---- entry points ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def loss_terms_per_image(targets: list[dict]) -> list[tuple[str, ...]]:
+        """The base loss terms each image's targets contribute to: class and box terms for every image with a
+        target, mask terms only for images with at least one target that has a mask (box-only detection targets
+        have `"has_masks"` False). An image without targets contributes to the class term alone, as a negative."""
+        terms = []
+        for target in targets:
+            has_masks = target.get("has_masks", torch.ones(len(target["labels"]), dtype=torch.bool))
+            image_terms = ("loss_ce",)
+            if len(target["labels"]):
+                image_terms += ("loss_bbox", "loss_giou")
+            if bool(has_masks.any()):
+                image_terms += ("loss_mask", "loss_dice")
+            terms.append(image_terms)
+        return terms
 
     def get_num_masks(self, targets: list[dict], device: torch.device) -> Tensor:
         """Number of target masks in the batch, averaged over processes (all-reduced when torch.distributed is

@@ -1649,14 +1649,32 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
             )
 
     def build_targets(
-        self, mask_labels: list[Tensor], class_labels: list[Tensor], image_sizes: Tensor, target_boxes=None
+        self,
+        mask_labels: list[Tensor],
+        class_labels: list[Tensor],
+        image_sizes: Tensor,
+        target_boxes=None,
+        target_has_masks=None,
     ) -> list[dict[str, Tensor]]:
-        """Criterion targets; boxes come from the masks normalised by the unpadded size, unless given."""
+        """Criterion targets; boxes come from the masks normalised by the unpadded size, unless given. With
+        `target_has_masks`, targets without a mask keep their given box and get `"has_masks"` False (no mask loss),
+        the others take their mask's box."""
         targets = []
         for i, (masks, labels) in enumerate(zip(mask_labels, class_labels)):
             height, width = (int(size) for size in image_sizes[i])
             boxes = target_boxes[i] if target_boxes is not None else target_boxes_from_masks(masks, height, width)
-            targets.append({"labels": labels.long(), "masks": masks.float(), "boxes": boxes.float()})
+            target = {"labels": labels.long(), "masks": masks.float(), "boxes": boxes.float()}
+            if target_has_masks is not None:
+                if target_boxes is None and not bool(target_has_masks[i].all()):
+                    raise ValueError(
+                        f"Image {i} has targets without masks (`target_has_masks` False) but no `target_boxes`: "
+                        "box-only targets need their boxes."
+                    )
+                has_masks = target_has_masks[i].to(device=masks.device, dtype=torch.bool)
+                mask_boxes = target_boxes_from_masks(masks, height, width).to(boxes.dtype)
+                target["boxes"] = torch.where(has_masks[:, None], mask_boxes, boxes.to(mask_boxes.device)).float()
+                target["has_masks"] = has_masks
+            targets.append(target)
         return targets
 
     @can_return_tuple
@@ -1668,6 +1686,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         class_labels: list[Tensor] | None = None,
         # not named `*_labels`: Trainer treats every such argument as a label it must find in each eval batch
         target_boxes: list[Tensor] | None = None,
+        target_has_masks: list[Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskDinoForUniversalSegmentationOutput:
         r"""
@@ -1684,13 +1703,17 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
             target_boxes (`list[torch.FloatTensor]`, *optional*):
                 Per image, normalised (center_x, center_y, width, height) boxes relative to the unpadded image, used
                 instead of the boxes derived from `mask_labels`.
+            target_has_masks (`list[torch.BoolTensor]`, *optional*):
+                Per image, `(num_targets,)`: False for box-only targets (detection data), whose `mask_labels` rows
+                are ignored: they train the class and box heads and add no mask loss; their box is the one in
+                `target_boxes`. The other targets take their box from their mask.
         """
         self._check_inputs(pixel_values, pixel_mask)
         validate_training_inputs(pixel_values, mask_labels, class_labels, target_boxes, self.config.num_labels, self.training)
         image_sizes = valid_image_sizes(pixel_values, pixel_mask)
         targets = None
         if mask_labels is not None:
-            targets = self.build_targets(mask_labels, class_labels, image_sizes, target_boxes)
+            targets = self.build_targets(mask_labels, class_labels, image_sizes, target_boxes, target_has_masks)
 
         outputs = self.model(pixel_values, pixel_mask=pixel_mask, denoising_targets=targets, **kwargs)
 

@@ -27,6 +27,7 @@ import contextlib
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,13 +35,78 @@ import torch
 
 PQ_MATCH_IOU = 0.5
 VOID_FRACTION_FOR_FALSE_POSITIVE = 0.5
-METRIC_TASKS = ("panoptic", "instance", "semantic")
+METRIC_TASKS = ("panoptic", "instance", "semantic", "detection")
 # What a dataset annotated for each task can be scored on (panoptic ground truth gives instance and semantic too).
 METRIC_TASKS_FOR_DATASET_TASK = {
     "panoptic": ("panoptic", "instance", "semantic"),
     "instance": ("instance",),
     "semantic": ("semantic",),
+    "detection": ("detection",),
 }
+
+
+@dataclass
+class GroundTruth:
+    """
+    Ground truth of one image for [`SegmentationEvaluator`], at the output size. `(masks, labels)` tuples are read
+    as a `GroundTruth` with masks only.
+
+    Args:
+        labels (`np.ndarray` of shape `(num_objects,)`): class ids.
+        masks (`np.ndarray` of shape `(num_objects, height, width)`, *optional*): binary masks; the rows of
+            box-only objects (`has_masks` False) are ignored. PQ and mIoU need every object's mask.
+        has_masks (`np.ndarray` of shape `(num_objects,)`, *optional*): which objects have a mask (all by default).
+        boxes (`np.ndarray` of shape `(num_objects, 4)`, *optional*): COCO `[x, y, width, height]` in pixels; by
+            default each mask's bounding box.
+        areas (`np.ndarray` of shape `(num_objects,)`, *optional*): COCO `area`s (COCOeval's small / medium / large
+            ranges); by default each mask's pixel count, or each box's area.
+        iscrowd (`np.ndarray` of shape `(num_objects,)`, *optional*): crowd regions, evaluated as COCO does: a
+            detection matched to one is neither a true nor a false positive (AP), and a predicted segment lying
+            mostly in void or in a crowd region of its class is not a false positive (PQ).
+        size (`tuple[int, int]`, *optional*): `(height, width)`; needed when there are no masks.
+    """
+
+    labels: Any
+    masks: Any = None
+    has_masks: Any = None
+    boxes: Any = None
+    areas: Any = None
+    iscrowd: Any = None
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        self.labels = _to_numpy(self.labels).astype(np.int64).reshape(-1)
+        count = self.labels.shape[0]
+        if self.masks is not None:
+            self.masks = _to_numpy(self.masks).astype(bool)
+            self.size = tuple(int(s) for s in self.masks.shape[-2:])
+        if self.size is None:
+            raise ValueError("A ground truth without masks needs its `size` (height, width).")
+        if self.masks is None:
+            self.masks = np.zeros((count, *self.size), dtype=bool)
+            default_has_masks = np.zeros(count, dtype=bool)
+        else:
+            default_has_masks = np.ones(count, dtype=bool)
+        self.has_masks = default_has_masks if self.has_masks is None else _to_numpy(self.has_masks).astype(bool)
+        self.iscrowd = np.zeros(count, bool) if self.iscrowd is None else _to_numpy(self.iscrowd).astype(bool)
+        if self.boxes is None:
+            if not self.has_masks.all():
+                raise ValueError("Box-only ground-truth objects (`has_masks` False) need their `boxes`.")
+            self.boxes = np.array([_mask_bbox(mask) for mask in self.masks], dtype=np.float64).reshape(-1, 4)
+        self.boxes = _to_numpy(self.boxes).astype(np.float64).reshape(-1, 4)
+        if self.areas is None:
+            self.areas = np.where(self.has_masks, self.masks.sum(axis=(1, 2)), self.boxes[:, 2] * self.boxes[:, 3])
+        self.areas = _to_numpy(self.areas).astype(np.float64).reshape(-1)
+        for name in ("masks", "has_masks", "boxes", "areas", "iscrowd"):
+            if len(getattr(self, name)) != count:
+                raise ValueError(f"Ground truth has {count} labels but {len(getattr(self, name))} {name}.")
+
+
+def _as_ground_truth(item) -> GroundTruth:
+    if isinstance(item, GroundTruth):
+        return item
+    masks, labels = item
+    return GroundTruth(labels=labels, masks=masks)
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -58,9 +124,13 @@ def panoptic_matching(
     ground_truth_masks: np.ndarray,
     ground_truth_labels: np.ndarray,
     num_labels: int,
+    ground_truth_crowd: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """
     Per-class true positives, false positives, false negatives and summed IoU of the matched pairs for one image.
+    Crowd segments are treated as the COCO panoptic evaluation (panopticapi's `pq_compute`) treats them: they are
+    never matched nor missed, and an unmatched prediction whose area lies mostly (> 50%) in void or in crowd regions
+    of its own class is not a false positive.
 
     Args:
         predicted_map (`np.ndarray` of shape `(height, width)`):
@@ -73,6 +143,8 @@ def panoptic_matching(
             Their classes.
         num_labels (`int`):
             Number of classes.
+        ground_truth_crowd (`np.ndarray` of shape `(num_segments,)`, *optional*):
+            Which ground-truth segments are crowd regions (`iscrowd`).
 
     Returns:
         `dict` with `tp`, `fp`, `fn` (int64) and `iou` (float64) arrays of shape `(num_labels,)`.
@@ -105,9 +177,12 @@ def panoptic_matching(
     prediction_areas = joint.sum(0)
     prediction_void = joint[0]
 
+    is_crowd = np.zeros(num_ground_truth, bool) if ground_truth_crowd is None else np.asarray(ground_truth_crowd, bool)
     matched_ground_truth, matched_predictions = set(), set()
     for g in range(1, num_ground_truth + 1):
         label = int(ground_truth_labels[g - 1])
+        if is_crowd[g - 1]:
+            continue
         for p in np.flatnonzero(joint[g]):
             if p == 0 or int(predicted_labels[predicted_ids[p - 1]]) != label:
                 continue
@@ -121,14 +196,17 @@ def panoptic_matching(
                 stats["tp"][label] += 1
                 stats["iou"][label] += iou
     for g in range(1, num_ground_truth + 1):
-        if g not in matched_ground_truth:
+        if g not in matched_ground_truth and not is_crowd[g - 1]:
             stats["fn"][int(ground_truth_labels[g - 1])] += 1
     for p in range(1, num_predictions + 1):
         if p in matched_predictions or prediction_areas[p] == 0:
             continue
-        if prediction_void[p] / prediction_areas[p] > VOID_FRACTION_FOR_FALSE_POSITIVE:
+        label = int(predicted_labels[predicted_ids[p - 1]])
+        crowd_of_label = [g + 1 for g in np.flatnonzero(is_crowd) if int(ground_truth_labels[g]) == label]
+        ignored = prediction_void[p] + joint[crowd_of_label, p].sum()
+        if ignored / prediction_areas[p] > VOID_FRACTION_FOR_FALSE_POSITIVE:
             continue
-        stats["fp"][int(predicted_labels[predicted_ids[p - 1]])] += 1
+        stats["fp"][label] += 1
     return stats
 
 
@@ -211,7 +289,9 @@ def coco_average_precision(
 ) -> dict[str, float]:
     """
     COCO mask (`mask_AP*`) and box (`box_AP*`) average precision of per-image records `{"height", "width",
-    "ground_truth": [...], "detections": [...]}` (see [`SegmentationEvaluator`]).
+    "ground_truth": [...], "detections": [...]}` (see [`SegmentationEvaluator`]). Ground-truth objects with
+    `iscrowd=1` are crowd regions, as in COCO. Mask AP is `nan` when a ground-truth object or a detection has no mask
+    (box-only detection data; box AP is still computed).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -221,11 +301,19 @@ def coco_average_precision(
     for image_id, record in enumerate(image_records, start=1):
         images.append({"id": image_id, "height": record["height"], "width": record["width"]})
         for annotation in record["ground_truth"]:
-            annotations.append({**annotation, "id": len(annotations) + 1, "image_id": image_id, "iscrowd": 0})
+            annotations.append(
+                {
+                    **annotation,
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "iscrowd": annotation.get("iscrowd", 0),
+                }
+            )
         for detection in record["detections"]:
             detections.append({**detection, "image_id": image_id})
     if not annotations:
         return results
+    with_masks = all("segmentation" in item for item in annotations + detections)
     ground_truth = COCO()
     ground_truth.dataset = {
         "images": images,
@@ -236,6 +324,8 @@ def coco_average_precision(
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
         for kind, iou_type in (("mask", "segm"), ("box", "bbox")):
+            if kind == "mask" and not with_masks:
+                continue
             if not detections:
                 results.update({f"{kind}_{name}": 0.0 for name in COCO_STAT_NAMES})
                 continue
@@ -247,6 +337,33 @@ def coco_average_precision(
             for name, value in zip(COCO_STAT_NAMES, evaluator.stats[:6]):
                 # COCO's -1 means "no ground truth of this kind"
                 results[f"{kind}_{name}"] = float(value) if value >= 0 else math.nan
+    return results
+
+
+def coco_results(
+    image_records: Sequence[Mapping[str, Any]], dataset_category_ids: Mapping[int, int] | None = None
+) -> list[dict]:
+    """
+    The detections of per-image records as a COCO results list (`image_id`, `category_id`, `bbox` `[x, y, width,
+    height]`, `score`, and `segmentation` as RLE when there is a mask), the format of the COCO evaluation server and
+    of pycocotools' `COCO.loadRes`. Image ids are the records' `image_id`s (the dataset's own); category ids are
+    mapped back to the dataset's own with `dataset_category_ids` (`{label id: dataset id}`).
+    """
+    results = []
+    for position, record in enumerate(image_records, start=1):
+        image_id = record.get("image_id", position)
+        for detection in record["detections"]:
+            label = int(detection["category_id"])
+            category_id = int(dataset_category_ids[label]) if dataset_category_ids else label
+            result = {
+                "image_id": int(image_id),
+                "category_id": category_id,
+                "bbox": [float(v) for v in detection["bbox"]],
+                "score": float(detection["score"]),
+            }
+            if "segmentation" in detection:
+                result["segmentation"] = dict(detection["segmentation"])
+            results.append(result)
     return results
 
 
@@ -264,8 +381,10 @@ class SegmentationEvaluator:
             Number of classes.
         stuff_label_ids (`Iterable[int]`, *optional*):
             Stuff classes (no AP; `PQ_st`). Defaults to the processor's.
-        tasks (`Iterable[str]`, *optional*, defaults to all three):
-            Which of `"panoptic"` (PQ), `"instance"` (AP) and `"semantic"` (mIoU) to compute.
+        tasks (`Iterable[str]`, *optional*, defaults to all four):
+            Which of `"panoptic"` (PQ), `"instance"` (mask and box AP of the instance post-processing), `"semantic"`
+            (mIoU) and `"detection"` (box AP of `post_process_object_detection`, for box-trained models) to compute.
+            `"instance"` and `"detection"` both report `box_AP*`, so they are not computed together.
         ignore_index (`int`, *optional*, defaults to 255):
             Class value of void pixels in the semantic ground truth built from the segments.
     """
@@ -275,7 +394,7 @@ class SegmentationEvaluator:
         image_processor,
         num_labels: int,
         stuff_label_ids: Iterable[int] | None = None,
-        tasks: Iterable[str] = METRIC_TASKS,
+        tasks: Iterable[str] = METRIC_TASKS[:3],
         ignore_index: int = 255,
     ):
         self.image_processor = image_processor
@@ -287,6 +406,8 @@ class SegmentationEvaluator:
         unknown = [task for task in self.tasks if task not in METRIC_TASKS]
         if unknown:
             raise ValueError(f"Unknown metric tasks {unknown}; expected some of {METRIC_TASKS}.")
+        if "instance" in self.tasks and "detection" in self.tasks:
+            raise ValueError("The `instance` and `detection` tasks both report box AP: evaluate one of them.")
         self.ignore_index = ignore_index
         self.reset()
 
@@ -308,8 +429,9 @@ class SegmentationEvaluator:
     def add(
         self,
         outputs,
-        ground_truth: Sequence[tuple[Any, Any]],
+        ground_truth: Sequence[tuple[Any, Any] | GroundTruth],
         target_sizes: Sequence[tuple[int, int]] | None = None,
+        image_ids: Sequence[int] | None = None,
     ) -> None:
         """
         Add one batch.
@@ -318,27 +440,32 @@ class SegmentationEvaluator:
             outputs ([`MaskDinoForUniversalSegmentationOutput`] or `dict`):
                 Model outputs of the batch (at least `class_queries_logits`, `masks_queries_logits`, `pred_boxes`,
                 and preferably `image_sizes` / `padded_image_sizes`).
-            ground_truth (`Sequence[tuple]`):
+            ground_truth (`Sequence[tuple | GroundTruth]`):
                 Per image, `(masks, labels)`: non-overlapping binary masks `(num_segments, height, width)` at the
-                output size and their classes (every segment for PQ and mIoU; thing classes are used for AP).
+                output size and their classes (every segment for PQ and mIoU; thing classes are used for AP), or a
+                [`GroundTruth`] (crowd regions, box-only objects, COCO areas).
             target_sizes (`Sequence[tuple[int, int]]`, *optional*):
                 Output size per image; defaults to each ground truth's size.
+            image_ids (`Sequence[int]`, *optional*):
+                The dataset's id of each image, kept for [`coco_results`].
         """
-        self.accumulate(self.image_states(outputs, ground_truth, target_sizes))
+        self.accumulate(self.image_states(outputs, ground_truth, target_sizes, image_ids))
 
     def image_states(
         self,
         outputs,
-        ground_truth: Sequence[tuple[Any, Any]],
+        ground_truth: Sequence[tuple[Any, Any] | GroundTruth],
         target_sizes: Sequence[tuple[int, int]] | None = None,
+        image_ids: Sequence[int] | None = None,
     ) -> list[dict]:
         """
         What each image of a batch adds to the metrics, without adding it: one small picklable state per image, in
         the format of [`state`]. Distributed evaluation gathers these per image (so that samples a sampler repeated
         can be dropped) and [`accumulate`]s them. Arguments as in [`add`].
         """
+        ground_truth = [_as_ground_truth(item) for item in ground_truth]
         if target_sizes is None:
-            target_sizes = [tuple(_to_numpy(masks).shape[-2:]) for masks, _ in ground_truth]
+            target_sizes = [item.size for item in ground_truth]
         target_sizes = [(int(h), int(w)) for h, w in target_sizes]
         processor = self.image_processor
         panoptic = instance = semantic = None
@@ -350,15 +477,22 @@ class SegmentationEvaluator:
             )
         if "semantic" in self.tasks:
             semantic = processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)
+        detection = None
+        if "detection" in self.tasks:
+            # every detection counts for AP, as for instance segmentation: no score threshold
+            detection = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=target_sizes)
 
         states = []
-        for index, (masks, labels) in enumerate(ground_truth):
-            masks = _to_numpy(masks).astype(bool)
-            labels = _to_numpy(labels).astype(np.int64)
+        for index, item in enumerate(ground_truth):
+            masks, labels = item.masks, item.labels
             height, width = target_sizes[index]
             if masks.shape[-2:] != (height, width):
                 raise ValueError(
                     f"Ground-truth masks of image {index} are {masks.shape[-2:]} but the output size is {(height, width)}."
+                )
+            if (panoptic is not None or semantic is not None) and not item.has_masks.all():
+                raise ValueError(
+                    f"Image {index} has box-only ground truth: PQ and mIoU need masks; evaluate the `detection` task."
                 )
             state = {"panoptic_stats": None, "semantic_stats": None, "instance_records": [], "num_images": 1}
             if panoptic is not None:
@@ -369,6 +503,7 @@ class SegmentationEvaluator:
                     masks,
                     labels,
                     self.num_labels,
+                    ground_truth_crowd=item.iscrowd,
                 )
             if semantic is not None:
                 ground_truth_map = np.full((height, width), self.ignore_index, dtype=np.int64)
@@ -377,26 +512,47 @@ class SegmentationEvaluator:
                 state["semantic_stats"] = semantic_areas(
                     _to_numpy(semantic[index]), ground_truth_map, self.num_labels, self.ignore_index
                 )
-            if instance is not None:
-                state["instance_records"].append(
-                    self._instance_record(instance[index], masks, labels, height, width)
-                )
+            if instance is not None or detection is not None:
+                record = {"height": height, "width": width, "ground_truth": self._coco_ground_truth(item)}
+                if image_ids is not None:
+                    record["image_id"] = int(image_ids[index])
+                if instance is not None:
+                    record["detections"] = self._instance_detections(instance[index])
+                else:
+                    record["detections"] = self._box_detections(detection[index])
+                state["instance_records"].append(record)
             states.append(state)
         return states
 
-    def _instance_record(
-        self, result: Mapping, masks: np.ndarray, labels: np.ndarray, height: int, width: int
-    ) -> dict:
-        ground_truth = [
-            {
+    def _coco_ground_truth(self, item: GroundTruth) -> list[dict]:
+        """COCO ground-truth objects of the thing classes (a segmentation only where there is a mask)."""
+        objects = []
+        for position, label in enumerate(item.labels):
+            if int(label) in self.stuff_label_ids:
+                continue
+            annotation = {
                 "category_id": int(label),
-                "segmentation": _coco_mask(mask),
-                "area": float(mask.sum()),
-                "bbox": _mask_bbox(mask),
+                "area": float(item.areas[position]),
+                "bbox": [float(v) for v in item.boxes[position]],
+                "iscrowd": int(item.iscrowd[position]),
             }
-            for mask, label in zip(masks, labels)
-            if int(label) not in self.stuff_label_ids
+            if item.has_masks[position]:
+                annotation["segmentation"] = _coco_mask(item.masks[position])
+            objects.append(annotation)
+        return objects
+
+    @staticmethod
+    def _box_detections(result: Mapping) -> list[dict]:
+        return [
+            {"category_id": int(label), "score": float(score), "bbox": [x0, y0, x1 - x0, y1 - y0]}
+            for score, label, (x0, y0, x1, y1) in zip(
+                _to_numpy(result["scores"]).tolist(),
+                _to_numpy(result["labels"]).tolist(),
+                _to_numpy(result["boxes"]).tolist(),
+            )
         ]
+
+    def _instance_detections(self, result: Mapping) -> list[dict]:
         detections = []
         predicted_masks = _to_numpy(result["segmentation"]).astype(bool)
         for info, mask in zip(result["segments_info"], predicted_masks):
@@ -411,7 +567,7 @@ class SegmentationEvaluator:
             else:
                 detection["bbox"] = _mask_bbox(mask)
             detections.append(detection)
-        return {"height": height, "width": width, "ground_truth": ground_truth, "detections": detections}
+        return detections
 
     def state(self) -> dict:
         """Picklable accumulated state, to gather across processes and [`merge`]."""
@@ -444,14 +600,19 @@ class SegmentationEvaluator:
             results.update(panoptic_quality(self.panoptic_stats, self.stuff_label_ids))
         if "instance" in self.tasks:
             results.update(coco_average_precision(self.instance_records, self.thing_label_ids))
+        if "detection" in self.tasks:
+            box_metrics = coco_average_precision(self.instance_records, self.thing_label_ids)
+            results.update({key: value for key, value in box_metrics.items() if key.startswith("box_")})
         if "semantic" in self.tasks:
             results.update(mean_iou(self.semantic_stats))
         return results
 
 
 __all__ = [
+    "GroundTruth",
     "SegmentationEvaluator",
     "coco_average_precision",
+    "coco_results",
     "mean_iou",
     "panoptic_matching",
     "panoptic_quality",

@@ -22,11 +22,15 @@ Generation is deterministic: image `i` of split `s` is drawn from `numpy.random.
 dataset does not change when more images are asked for, and another seed gives disjoint held-out data.
 
     python -m transformers_maskdino.training.synthetic_data --output-dir synthetic_shapes --num-images 2000
+
+`--format coco-instance|coco-panoptic|semantic-png|coco-boxes` writes the same images as files in the layouts users
+hold their data in ([`write_dataset_files`]), for the examples' file readers.
 """
 
 import argparse
 import colorsys
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -333,12 +337,157 @@ def generate_dataset_dict(
     )
 
 
+# ---------------------------------------------------------------------------------------------------------- files
+
+FILE_FORMATS = ("datasets", "coco-instance", "coco-panoptic", "semantic-png", "coco-boxes")
+# Category ids of the COCO files: not contiguous, as in COCO itself, so that readers must map them.
+COCO_CATEGORY_IDS = {"circle": 1, "square": 3, "triangle": 7, "sky": 20, "grass": 21}
+# Image ids of the files start here (not at 0), so that results must keep the dataset's own ids.
+FIRST_IMAGE_ID = 1000
+# Panoptic segment ids in the PNGs are spread over the R, G and B channels (COCO's `R + 256 G + 256^2 B`).
+PANOPTIC_SEGMENT_ID_STRIDE = 70001
+
+
+def _coco_categories(names: Sequence[str], with_isthing: bool) -> list[dict]:
+    categories = []
+    for name in names:
+        category = {"id": COCO_CATEGORY_IDS[name], "name": name, "supercategory": "shape"}
+        if with_isthing:
+            category["isthing"] = int(name in THING_CLASSES)
+            category["supercategory"] = "shape" if name in THING_CLASSES else "background"
+        categories.append(category)
+    return categories
+
+
+def _coco_rle(mask: np.ndarray) -> dict:
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _segment_record(segment: dict, mask: np.ndarray) -> dict:
+    return {
+        "category_id": COCO_CATEGORY_IDS[LABELS[segment["category_id"]]],
+        "area": int(mask.sum()),
+        "bbox": [float(v) for v in segment["bbox"]],
+        "iscrowd": 0,
+    }
+
+
+def write_split_files(
+    output_dir: str | Path,
+    file_format: str,
+    split: str,
+    num_images: int,
+    seed: int = 0,
+    image_size: int = 160,
+    max_objects: int = 4,
+) -> dict[str, Path]:
+    """
+    Write one split of the synthetic dataset in a format users hold their data in, and return the paths the
+    examples take (`coco_annotations`, `images_dir`, `panoptic_masks_dir`, `semantic_images_dir`,
+    `semantic_labels_dir`, `id2label_file`):
+
+    - `coco-instance`: `annotations/instances_<split>.json` (the thing segments, RLE masks) and `images/<split>/`;
+    - `coco-boxes`: the same objects with boxes and no masks (`annotations/boxes_<split>.json`), detection data;
+    - `coco-panoptic`: `annotations/panoptic_<split>.json`, its PNGs (`R + 256 G + 256^2 B` segment ids) in
+      `annotations/panoptic_<split>/`, and `images/<split>/`;
+    - `semantic-png`: `images/<split>/`, label PNGs (class ids, 255 = ignore) in `labels/<split>/`, and
+      `id2label.json` (the ADE20K / Cityscapes folder layout).
+
+    COCO category ids are [`COCO_CATEGORY_IDS`] (not contiguous) and image ids start at [`FIRST_IMAGE_ID`]. Images
+    are PNG, so that they read back bit for bit the same as the `datasets` layout.
+    """
+    import json
+
+    if file_format not in FILE_FORMATS[1:]:
+        raise ValueError(f"`file_format` must be one of {FILE_FORMATS[1:]}, got {file_format!r}.")
+    if split not in SPLIT_IDS:
+        raise ValueError(f"`split` must be one of {sorted(SPLIT_IDS)}, got {split!r}.")
+    root = Path(output_dir)
+    images_dir = root / "images" / split
+    images_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    images, annotations = [], []
+    panoptic_dir = root / "annotations" / f"panoptic_{split}"
+    labels_dir = root / "labels" / split
+    if file_format == "coco-panoptic":
+        panoptic_dir.mkdir(parents=True, exist_ok=True)
+    if file_format == "semantic-png":
+        labels_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(num_images):
+        scene = generate_scene(
+            np.random.default_rng([seed, SPLIT_IDS[split], index]), image_size, image_size, max_objects=max_objects
+        )
+        image_id = FIRST_IMAGE_ID + index
+        file_name = f"{index:06d}.png"
+        Image.fromarray(scene.image).save(images_dir / file_name)
+        images.append({"id": image_id, "file_name": file_name, "height": image_size, "width": image_size})
+        if file_format == "semantic-png":
+            Image.fromarray(scene.semantic_map).save(labels_dir / file_name)
+        elif file_format == "coco-panoptic":
+            segment_ids = scene.panoptic_map.astype(np.int64) * PANOPTIC_SEGMENT_ID_STRIDE
+            rgb = np.stack([segment_ids % 256, segment_ids // 256 % 256, segment_ids // 256**2], axis=-1)
+            Image.fromarray(rgb.astype(np.uint8)).save(panoptic_dir / file_name)
+            segments_info = [
+                {"id": segment["id"] * PANOPTIC_SEGMENT_ID_STRIDE}
+                | _segment_record(segment, scene.panoptic_map == segment["id"])
+                for segment in scene.segments
+            ]
+            annotations.append({"image_id": image_id, "file_name": file_name, "segments_info": segments_info})
+        else:
+            for segment in scene.segments:
+                if not segment["isthing"]:
+                    continue
+                mask = scene.panoptic_map == segment["id"]
+                annotation = {"id": len(annotations) + 1, "image_id": image_id} | _segment_record(segment, mask)
+                if file_format == "coco-instance":
+                    annotation["segmentation"] = _coco_rle(mask)
+                annotations.append(annotation)
+
+    if file_format == "semantic-png":
+        id2label_file = root / "id2label.json"
+        id2label_file.write_text(json.dumps({str(i): name for i, name in enumerate(LABELS)}, indent=2) + "\n")
+        return {"semantic_images_dir": images_dir, "semantic_labels_dir": labels_dir, "id2label_file": id2label_file}
+    panoptic = file_format == "coco-panoptic"
+    names = LABELS if panoptic else THING_CLASSES
+    stem = {"coco-instance": "instances", "coco-boxes": "boxes", "coco-panoptic": "panoptic"}[file_format]
+    annotation_file = root / "annotations" / f"{stem}_{split}.json"
+    annotation_file.parent.mkdir(parents=True, exist_ok=True)
+    coco = {"images": images, "annotations": annotations, "categories": _coco_categories(names, panoptic)}
+    annotation_file.write_text(json.dumps(coco) + "\n")
+    paths = {"coco_annotations": annotation_file, "images_dir": images_dir}
+    if panoptic:
+        paths["panoptic_masks_dir"] = panoptic_dir
+    return paths
+
+
+def write_dataset_files(
+    output_dir: str | Path,
+    file_format: str,
+    num_train_images: int,
+    num_validation_images: int,
+    seed: int = 0,
+    image_size: int = 160,
+    max_objects: int = 4,
+) -> dict[str, dict[str, Path]]:
+    """[`write_split_files`] for the `train` and `validation` splits (a split of 0 images is left out); returns the
+    paths of each split."""
+    return {
+        split: write_split_files(output_dir, file_format, split, count, seed, image_size, max_objects)
+        for split, count in (("train", num_train_images), ("validation", num_validation_images))
+        if count > 0
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m transformers_maskdino.training.synthetic_data",
         description=(
             "Write a synthetic segmentation dataset (textured circles, squares and triangles on sky and grass) with "
-            "datasets' save_to_disk. For tests and demos only: it is not a stand-in for real data."
+            "datasets' save_to_disk, or as COCO instance / panoptic / box files or semantic PNG folders (--format). "
+            "For tests and demos only: it is not a stand-in for real data."
         ),
     )
     parser.add_argument("--output-dir", required=True, help="directory to write (datasets.load_from_disk reads it)")
@@ -352,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--image-size", type=int, default=160, help="height and width in pixels (default: 160)")
     parser.add_argument("--max-objects", type=int, default=4, help="most shapes per image (default: 4)")
+    parser.add_argument(
+        "--format",
+        choices=FILE_FORMATS,
+        default="datasets",
+        help="datasets: save_to_disk (default); coco-instance / coco-panoptic / coco-boxes: COCO JSON and image "
+        "folders; semantic-png: image and label PNG folders with id2label.json",
+    )
     return parser
 
 
@@ -360,10 +516,17 @@ def main(argv: list[str] | None = None) -> int:
     num_validation = args.num_validation_images
     if num_validation is None:
         num_validation = max(1, args.num_images // 10)
-    dataset = generate_dataset_dict(
-        args.num_images, num_validation, seed=args.seed, image_size=args.image_size, max_objects=args.max_objects
-    )
-    dataset.save_to_disk(str(Path(args.output_dir)))
+    if args.format == "datasets":
+        dataset = generate_dataset_dict(
+            args.num_images, num_validation, seed=args.seed, image_size=args.image_size, max_objects=args.max_objects
+        )
+        dataset.save_to_disk(str(Path(args.output_dir)))
+    else:
+        written = write_dataset_files(
+            args.output_dir, args.format, args.num_images, num_validation, args.seed, args.image_size, args.max_objects
+        )
+        for split, paths in written.items():
+            print(f"{split}: " + " ".join(f"--{name} {path}" for name, path in paths.items()))
     print(
         f"Wrote {args.num_images} training and {num_validation} validation images "
         f"({args.image_size}x{args.image_size}, seed {args.seed}) to {args.output_dir}"
@@ -372,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "COCO_CATEGORY_IDS",
+    "FILE_FORMATS",
+    "FIRST_IMAGE_ID",
     "IGNORE_LABEL",
     "LABELS",
     "STUFF_CLASSES",
@@ -381,6 +547,8 @@ __all__ = [
     "generate_dataset",
     "generate_dataset_dict",
     "generate_scene",
+    "write_dataset_files",
+    "write_split_files",
 ]
 
 if __name__ == "__main__":
