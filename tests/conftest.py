@@ -42,7 +42,9 @@ sys.path.insert(0, str(REPO / "conversion"))
 
 
 def pytest_report_header(config):
-    return f"reference fixtures: {REFERENCE_DIR}" if REFERENCE_AVAILABLE else f"SKIPPING tests that need {MISSING_REFERENCE}"
+    if REFERENCE_AVAILABLE:
+        return f"reference fixtures: {REFERENCE_DIR}"
+    return f"skipping the tests that need fixtures: {MISSING_REFERENCE}"
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,10 +12,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import REFERENCE_AVAILABLE, REFERENCE_DIR, record_matchings
 from safetensors.torch import load_file
 from torch import nn
-
-from conftest import REFERENCE_AVAILABLE, REFERENCE_DIR, record_matchings
 
 from transformers_maskdino import MaskDinoConfig
 from transformers_maskdino.loss_maskdino import (

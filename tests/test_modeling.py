@@ -212,6 +212,36 @@ def test_meta_device_init_recreates_every_tensor():
     assert torch.isfinite(outputs.masks_queries_logits).all()
 
 
+@pytest.mark.parametrize("load", [False, True], ids=["constructed", "meta_device_loaded"])
+def test_container_specific_inits_apply_although_the_package_is_custom_code(load):
+    # transformers skips `_init_weights` on parameter-less modules of packages outside it; the deformable attention,
+    # box head and input projection inits must still reach their layers
+    from transformers_maskdino.modeling_maskdino import MaskDinoMultiscaleDeformableAttention, sampling_offsets_grid_init
+
+    assert MaskDinoForUniversalSegmentation.is_custom_code()
+    config = tiny_config()
+    torch.manual_seed(0)
+    if load:
+        model = MaskDinoForUniversalSegmentation.from_pretrained(None, config=config, state_dict={})
+    else:
+        model = MaskDinoForUniversalSegmentation(config)
+    attentions = [m for m in model.modules() if isinstance(m, MaskDinoMultiscaleDeformableAttention)]
+    assert len(attentions) == config.encoder_layers + config.decoder_layers
+    for attention in attentions:
+        grid = sampling_offsets_grid_init(attention.n_heads, attention.n_levels, attention.n_points)
+        torch.testing.assert_close(attention.sampling_offsets.bias, grid, rtol=0, atol=0)
+        for zero in (attention.sampling_offsets.weight, attention.attention_weights.weight, attention.value_proj.bias):
+            assert zero.abs().sum() == 0
+        # Xavier uniform, not the default normal(0, init_std)
+        fan_in, fan_out = attention.value_proj.in_features, attention.value_proj.out_features
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert attention.value_proj.weight.abs().max() <= bound and attention.value_proj.weight.std() > 2 * config.init_std
+    box_head = model.model.decoder.bbox_embed.layers[-1]
+    assert box_head.weight.abs().sum() == 0 and box_head.bias.abs().sum() == 0
+    for projection in model.model.pixel_decoder.input_projections:
+        assert projection[0].bias.abs().sum() == 0 and projection[0].weight.std() > 2 * config.init_std
+
+
 def test_missing_and_unexpected_tensors_are_reported(tmp_path):
     model = make_model(tiny_config())
     model.save_pretrained(tmp_path)

@@ -474,7 +474,12 @@ def __getattr__(name: str):
     if name in ("build_denoising_queries", "inverse_sigmoid", "masks_to_boxes", "target_boxes_from_masks"):
         import warnings
 
-        from .modeling_maskdino import build_denoising_queries, inverse_sigmoid, masks_to_boxes, target_boxes_from_masks
+        from .modeling_maskdino import (
+            build_denoising_queries,
+            inverse_sigmoid,
+            masks_to_boxes,
+            target_boxes_from_masks,
+        )
 
         moved = {
             "build_denoising_queries": build_denoising_queries,
