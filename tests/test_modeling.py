@@ -95,6 +95,36 @@ def test_config_validate_catches_a_mutation():
         config.validate()
 
 
+def test_configs_with_old_field_names_and_post_processing_fields_still_load(tmp_path, caplog):
+    import json
+    import logging
+
+    from transformers.utils.logging import warning_once
+
+    old = tiny_config().to_dict()
+    old.pop("use_box_loss"), old.pop("supervise_stuff_boxes")
+    # renamed fields, and the post-processing defaults older configs carried (they belong to the image processor)
+    old.update(box_loss=False, panoptic_box_loss=True, object_mask_threshold=0.3, overlap_threshold=0.7,
+               panoptic_temperature=0.05, apply_panoptic_temperature=False, detections_per_image=50)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        config = AutoConfig.from_pretrained(tmp_path)
+    assert config.use_box_loss is False and config.supervise_stuff_boxes is True
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    # one deprecation warning per renamed field, nothing about the dropped post-processing fields
+    assert sorted(warnings) == [
+        "`box_loss` is deprecated and will be removed: use `use_box_loss`.",
+        "`panoptic_box_loss` is deprecated and will be removed: use `supervise_stuff_boxes`.",
+    ], warnings
+    config.save_pretrained(tmp_path / "resaved")
+    saved = json.loads((tmp_path / "resaved" / "config.json").read_text())
+    dropped = {"box_loss", "panoptic_box_loss", "object_mask_threshold", "overlap_threshold", "panoptic_temperature",
+               "apply_panoptic_temperature", "detections_per_image"}
+    assert not dropped & set(saved)
+    assert saved["use_box_loss"] is False and saved["supervise_stuff_boxes"] is True
+
+
 def test_config_round_trip_and_auto_config(tmp_path):
     config = tiny_config(stuff_label_ids=[2, 3], id2label={0: "a", 1: "b", 2: "c", 3: "d"})
     config.save_pretrained(tmp_path)

@@ -458,16 +458,16 @@ class MaskDinoLoss(nn.Module):
         return {key: value * self.weight_dict[_base_loss_name(key)] for key, value in losses.items()}
 
 
+# dice_loss, sigmoid_focal_loss, sigmoid_cross_entropy_loss, pair_wise_dice_loss, sample_point and
+# sample_points_using_uncertainty are transformers' own; they stay importable from here
 __all__ = [
     "MaskDinoHungarianMatcher",
     "MaskDinoLoss",
-    "dice_loss",
-    "pair_wise_dice_loss",
+    "pair_wise_box_costs",
     "pair_wise_sigmoid_cross_entropy_loss",
-    "sample_point",
-    "sigmoid_cross_entropy_loss",
-    "sigmoid_focal_loss",
+    "pair_wise_sigmoid_focal_cost",
 ]
+
 
 def __getattr__(name: str):
     # Deprecated location: these model-side helpers moved to `modeling_maskdino`; the alias goes in the next release.
