@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import REFERENCE_AVAILABLE, REFERENCE_DIR, record_matchings
+from conftest import NO_REFERENCE_VARIANTS, REFERENCE_AVAILABLE, REFERENCE_DIR, record_matchings
 from safetensors.torch import load_file
 from torch import nn
 
@@ -37,7 +37,9 @@ from transformers_maskdino.modeling_maskdino import (
 
 LOG2 = math.log(2.0)
 REFERENCE_VARIANTS = (
-    sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "losses.json").is_file()) if REFERENCE_AVAILABLE else []
+    sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "losses.json").is_file())
+    if REFERENCE_AVAILABLE
+    else NO_REFERENCE_VARIANTS
 )
 
 
