@@ -1384,6 +1384,32 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices
         )
 
+    def _add_denoising_queries(
+        self, content: Tensor, anchors_unsigmoided: Tensor, denoising_targets: list[dict[str, Tensor]]
+    ) -> tuple[Tensor, Tensor, Tensor | None, dict | None]:
+        """Puts the denoising queries built from `denoising_targets` before the matching queries. Returns the
+        content and unsigmoided anchors of all queries, the additive `(1, 1, num_queries, num_queries)` decoder
+        self-attention mask, and `denoising_meta_values`; the inputs unchanged and `None, None` when no denoising
+        group fits (see `build_denoising_queries`)."""
+        config = self.config
+        dn_content, dn_anchors, dn_mask, denoising_meta_values = build_denoising_queries(
+            denoising_targets,
+            num_queries=config.num_queries,
+            num_labels=config.num_labels,
+            num_denoising=config.num_denoising,
+            label_noise_ratio=config.label_noise_ratio,
+            box_noise_scale=config.box_noise_scale,
+            label_embedding=self.denoising_label_embeddings,
+            hidden_dim=config.hidden_dim,
+        )
+        if denoising_meta_values is None:
+            return content, anchors_unsigmoided, None, None
+        content = torch.cat([dn_content.to(content.dtype), content], dim=1)
+        anchors_unsigmoided = torch.cat([dn_anchors.to(anchors_unsigmoided.dtype), anchors_unsigmoided], dim=1)
+        self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
+        self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
+        return content, anchors_unsigmoided, self_attention_mask, denoising_meta_values
+
     def _prediction_set(self, class_logits, mask_logits, boxes, start: int, end: int | None) -> dict:
         return {
             "class_queries_logits": class_logits[:, start:end],
@@ -1439,22 +1465,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         num_denoising_queries = 0
         self_attention_mask = denoising_meta_values = None
         if self.training and config.num_denoising > 0 and denoising_targets is not None:
-            dn_content, dn_anchors, dn_mask, denoising_meta_values = build_denoising_queries(
-                denoising_targets,
-                num_queries=config.num_queries,
-                num_labels=config.num_labels,
-                num_denoising=config.num_denoising,
-                label_noise_ratio=config.label_noise_ratio,
-                box_noise_scale=config.box_noise_scale,
-                label_embedding=self.denoising_label_embeddings,
-                hidden_dim=config.hidden_dim,
+            content, anchors_unsigmoided, self_attention_mask, denoising_meta_values = self._add_denoising_queries(
+                content, anchors_unsigmoided, denoising_targets
             )
             if denoising_meta_values is not None:
                 num_denoising_queries = denoising_meta_values["num_denoising_queries"]
-                content = torch.cat([dn_content.to(content.dtype), content], dim=1)
-                anchors_unsigmoided = torch.cat([dn_anchors.to(anchors_unsigmoided.dtype), anchors_unsigmoided], 1)
-                self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
-                self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
 
         # every step's masks are needed for the loss (also for an eval-mode loss); at plain inference only the last
         predict_all_masks = self.training or denoising_targets is not None
