@@ -38,7 +38,8 @@ class MaskDinoConfig(PreTrainedConfig):
     r"""
     Configuration of a Mask DINO model ([`MaskDinoModel`], [`MaskDinoForUniversalSegmentation`]). The defaults are
     those of the original ResNet-50 COCO instance-segmentation checkpoint (3 backbone levels + 1 extra level, encoder
-    FFN 2048, 300 queries, 80 classes, mask-enhanced box initialisation with `mask2box`).
+    FFN 2048, 300 queries, 80 classes, mask-enhanced box initialisation with `mask2box`). Post-processing defaults
+    (`object_mask_threshold`, `overlap_threshold`, `panoptic_temperature`, ...) are image-processor attributes.
 
     Args:
         backbone_config (`PreTrainedConfig` or `dict`, *optional*):
