@@ -33,6 +33,7 @@ RANGE_CHECKS = (
     ("oversample_ratio", lambda value: value >= 1, ">= 1"),
 )
 
+
 @strict
 class MaskDinoConfig(PreTrainedConfig):
     r"""
