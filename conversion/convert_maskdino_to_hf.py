@@ -584,17 +584,12 @@ def config_from_detectron2(
         box_cost=float(_get(cfg, "MODEL.MaskDINO.COST_BOX_WEIGHT")),
         giou_cost=float(_get(cfg, "MODEL.MaskDINO.COST_GIOU_WEIGHT")),
         use_auxiliary_loss=bool(_get(cfg, "MODEL.MaskDINO.DEEP_SUPERVISION")),
-        box_loss=bool(_get(cfg, "MODEL.MaskDINO.BOX_LOSS")),
+        use_box_loss=bool(_get(cfg, "MODEL.MaskDINO.BOX_LOSS")),
         # PANO_BOX_LOSS=True is the original's decoupled box loss that leaves stuff boxes out
-        panoptic_box_loss=not _get(cfg, "MODEL.MaskDINO.PANO_BOX_LOSS"),
+        supervise_stuff_boxes=not _get(cfg, "MODEL.MaskDINO.PANO_BOX_LOSS"),
         train_num_points=int(_get(cfg, "MODEL.MaskDINO.TRAIN_NUM_POINTS")),
         oversample_ratio=float(_get(cfg, "MODEL.MaskDINO.OVERSAMPLE_RATIO")),
         importance_sample_ratio=float(_get(cfg, "MODEL.MaskDINO.IMPORTANCE_SAMPLE_RATIO")),
-        object_mask_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OBJECT_MASK_THRESHOLD")),
-        overlap_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD")),
-        panoptic_temperature=float(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TEMPERATURE")),
-        apply_panoptic_temperature=bool(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL")),
-        detections_per_image=int(_get(cfg, "TEST.DETECTIONS_PER_IMAGE")),
         **kwargs,
     )
 
@@ -615,11 +610,11 @@ def image_processor_from_detectron2(cfg: dict, config: MaskDinoConfig) -> MaskDi
         image_std=[float(v) for v in _get(cfg, "MODEL.PIXEL_STD")],
         size_divisor=int(_get(cfg, "MODEL.MaskDINO.SIZE_DIVISIBILITY")) or 32,
         use_semantic_cross_entropy=config.use_semantic_cross_entropy,
-        object_mask_threshold=config.object_mask_threshold,
-        overlap_threshold=config.overlap_threshold,
-        panoptic_temperature=config.panoptic_temperature,
-        apply_panoptic_temperature=config.apply_panoptic_temperature,
-        detections_per_image=config.detections_per_image,
+        object_mask_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OBJECT_MASK_THRESHOLD")),
+        overlap_threshold=float(_get(cfg, "MODEL.MaskDINO.TEST.OVERLAP_THRESHOLD")),
+        panoptic_temperature=float(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TEMPERATURE")),
+        apply_panoptic_temperature=bool(_get(cfg, "MODEL.MaskDINO.TEST.PANO_TRANSFORM_EVAL")),
+        detections_per_image=int(_get(cfg, "TEST.DETECTIONS_PER_IMAGE")),
         stuff_label_ids=list(config.stuff_label_ids),
         # The original resizes mask logits to the output size before combining them with class scores when any
         # instance/panoptic inference is on, and otherwise (semantic-only models) combines at the padded size first.
@@ -1024,6 +1019,7 @@ def convert(
                 config_file=Path(config_file),
                 metadata_file=Path(metadata_file) if metadata_file is not None else None,
                 remote_code=remote_code,
+                image_processor=result.image_processor,
             )
             (staging / "README.md").write_text(card)
     return result.model, result.image_processor
@@ -1497,8 +1493,8 @@ def main(argv=None):
                 num_parameters=model.num_parameters(),
                 source_sha256=source_sha256,
                 config_name=None if source.config_file == source.entry.config_path else source.config_file.name,
-                object_mask_threshold=model.config.object_mask_threshold,
-                overlap_threshold=model.config.overlap_threshold,
+                object_mask_threshold=result.image_processor.object_mask_threshold,
+                overlap_threshold=result.image_processor.overlap_threshold,
                 verification=verification,
             )
         else:
@@ -1513,6 +1509,7 @@ def main(argv=None):
                 source_sha256=source_sha256,
                 verification=verification,
                 remote_code=not args.no_remote_code,
+                image_processor=result.image_processor,
             )
         (staging / "README.md").write_text(card)
     print(f"Written:     {output_dir} (model.safetensors sha256 {sha256_of(output_dir / 'model.safetensors')}); reload OK")

@@ -17,6 +17,7 @@ from transformers_maskdino.model_card import (
     SAMPLE_IMAGE,
     TASK_TITLES,
     backbone_description,
+    inference_settings,
     labels_section,
     limitations_section,
     render_card,
@@ -176,19 +177,21 @@ def render_converted_card(
     source_sha256: str | None = None,
     verification: str | None = None,
     remote_code: bool = True,
+    image_processor=None,
 ) -> str:
     """The card of a checkpoint converted from `--config-file` (not one of the released ones): what it is, its
     labels, usage with its own inference thresholds, where it came from (checkpoint and config, with their sha256,
     and the metadata file) and limitations."""
     config = model.config
+    object_mask_threshold, overlap_threshold, detections_per_image = inference_settings(image_processor)
     tasks = converted_tasks(config)
     backbone = backbone_description(config)
     intro = (
         f"{MODEL_DESCRIPTION}\n\nThis repository holds the checkpoint `{checkpoint.name}` converted to 🤗 Transformers "
         f"from the original Mask DINO format. It supports {', '.join(TASK_TITLES[t].lower() for t in tasks)}.\n\n"
         f"- Backbone: {backbone}\n- Parameters: {model.num_parameters():,}\n- Queries: {config.num_queries}\n"
-        f"- Inference settings: object mask threshold {config.object_mask_threshold}, overlap threshold "
-        f"{config.overlap_threshold}, at most {config.detections_per_image} detections per image\n"
+        f"- Inference settings: object mask threshold {object_mask_threshold}, overlap threshold "
+        f"{overlap_threshold}, at most {detections_per_image} detections per image\n"
     )
     if verification is None:
         verified = "Its outputs were not compared with the original's at conversion (`--verify`)."
@@ -215,7 +218,7 @@ def render_converted_card(
     sections = [
         intro,
         labels_section(config.id2label, config.stuff_label_ids),
-        usage_section(tasks, repo_id, config.object_mask_threshold, config.overlap_threshold, remote_code),
+        usage_section(tasks, repo_id, object_mask_threshold, overlap_threshold, remote_code),
         provenance,
         limitations_section((*extra, *CONVERSION_LIMITATIONS)),
         f"## Citation\n\n```bibtex\n{CITATION}\n```\n",

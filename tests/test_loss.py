@@ -6,14 +6,13 @@ original's loss values recomputed from the stored reference outputs."""
 import itertools
 import json
 import math
-import os
 import socket
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import NO_REFERENCE_VARIANTS, REFERENCE_AVAILABLE, REFERENCE_DIR, record_matchings
 from safetensors.torch import load_file
 from torch import nn
 
@@ -37,10 +36,11 @@ from transformers_maskdino.modeling_maskdino import (
 )
 
 LOG2 = math.log(2.0)
-REFERENCE_DIR = Path(
-    os.environ.get("MASKDINO_REFERENCE_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "reference")
+REFERENCE_VARIANTS = (
+    sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "losses.json").is_file())
+    if REFERENCE_AVAILABLE
+    else NO_REFERENCE_VARIANTS
 )
-REFERENCE_VARIANTS = sorted(p.name for p in REFERENCE_DIR.iterdir() if (p / "losses.json").is_file())
 
 
 @pytest.fixture(autouse=True)
@@ -119,13 +119,14 @@ def test_sigmoid_focal_loss_hand_worked():
     labels = torch.tensor([[[1.0, 0.0]]])
     expected = (0.25 * 0.25 * LOG2 + 0.75 * 0.25 * LOG2) / 2
     torch.testing.assert_close(sigmoid_focal_loss(logits, labels, 2, alpha=0.25, gamma=2.0), torch.tensor(expected))
+    # transformers' focal loss averages over dim 1 (the queries); the criterion multiplies by their number, which is
     # the original's normalisation: loss.mean(1).sum() / num_masks * num_queries
     logits, labels = torch.randn(2, 5, 3), (torch.rand(2, 5, 3) > 0.7).float()
     probs = logits.sigmoid()
     cross_entropy = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
     p_t = probs * labels + (1 - probs) * (1 - labels)
     elementwise = (0.25 * labels + 0.75 * (1 - labels)) * cross_entropy * (1 - p_t) ** 2
-    torch.testing.assert_close(sigmoid_focal_loss(logits, labels, 3.0), elementwise.mean(1).sum() / 3.0 * 5)
+    torch.testing.assert_close(sigmoid_focal_loss(logits, labels, 3.0) * 5, elementwise.mean(1).sum() / 3.0 * 5)
 
 
 def test_pair_wise_mask_costs_match_the_per_pair_losses():
@@ -295,11 +296,11 @@ def test_loss_boxes_hand_worked_and_stuff_exclusion():
     torch.testing.assert_close(loss["loss_bbox"], torch.tensor(0.4 / 2))
     torch.testing.assert_close(loss["loss_giou"], torch.tensor(0.75 / 2))
 
-    # label 0 is stuff: its box is not supervised unless panoptic_box_loss; the normaliser is unchanged
+    # label 0 is stuff: its box is not supervised unless supervise_stuff_boxes; the normaliser is unchanged
     loss = MaskDinoLoss(make_config(stuff_label_ids=[0])).loss_boxes(pred_boxes, targets, indices, torch.tensor(2.0))
     torch.testing.assert_close(loss["loss_bbox"], torch.tensor(0.0))
     torch.testing.assert_close(loss["loss_giou"], torch.tensor(0.0))
-    criterion = MaskDinoLoss(make_config(stuff_label_ids=[0], panoptic_box_loss=True))
+    criterion = MaskDinoLoss(make_config(stuff_label_ids=[0], supervise_stuff_boxes=True))
     loss = criterion.loss_boxes(pred_boxes, targets, indices, torch.tensor(2.0))
     torch.testing.assert_close(loss["loss_bbox"], torch.tensor(0.4 / 2))
 
@@ -325,6 +326,7 @@ def test_forward_keys_weights_and_matching_record():
     torch.manual_seed(0)
     config = make_config(num_labels=3, decoder_layers=2, class_weight=2.0, giou_weight=3.0)
     criterion = MaskDinoLoss(config)
+    matchings = record_matchings(criterion)
     outputs = random_output_set(2, 6, 3)
     outputs["auxiliary_outputs"] = [random_output_set(2, 6, 3) for _ in range(2)]
     outputs["encoder_proposal_outputs"] = random_output_set(2, 6, 3)
@@ -334,24 +336,24 @@ def test_forward_keys_weights_and_matching_record():
     names = ["loss_ce", "loss_mask", "loss_dice", "loss_bbox", "loss_giou"]
     expected_keys = {f"{n}{s}" for n in names for s in ("", "_0", "_1", "_interm")}
     assert set(losses) == expected_keys
-    assert set(criterion.last_matching) == {"final", "aux.0", "aux.1", "interm"}
+    assert len(matchings) == 4  # final, aux.0, aux.1, encoder proposals
 
     # weights applied once: recompute the final giou and ce from the recorded matching
-    indices = criterion.last_matching["final"]
+    indices = matchings[0]
     num_masks = torch.tensor(3.0)
     unweighted = criterion.loss_boxes(outputs["pred_boxes"], targets, indices, num_masks)
     torch.testing.assert_close(losses["loss_giou"], 3.0 * unweighted["loss_giou"])
     torch.testing.assert_close(losses["loss_bbox"], 5.0 * unweighted["loss_bbox"])
     unweighted = criterion.loss_labels(outputs["class_queries_logits"], targets, indices, num_masks)
     torch.testing.assert_close(losses["loss_ce"], 2.0 * unweighted["loss_ce"])
-    indices = criterion.last_matching["interm"]
+    indices = matchings[3]
     unweighted = criterion.loss_labels(
         outputs["encoder_proposal_outputs"]["class_queries_logits"], targets, indices, num_masks
     )
     torch.testing.assert_close(losses["loss_ce_interm"], 2.0 * unweighted["loss_ce"])
 
     # no auxiliary loss, no box loss, no encoder proposals
-    criterion = MaskDinoLoss(make_config(num_labels=3, use_auxiliary_loss=False, box_loss=False))
+    criterion = MaskDinoLoss(make_config(num_labels=3, use_auxiliary_loss=False, use_box_loss=False))
     outputs["encoder_proposal_outputs"] = None
     assert set(criterion(outputs, targets)) == {"loss_ce", "loss_mask", "loss_dice"}
 
@@ -397,16 +399,18 @@ def test_forward_with_uneven_and_empty_targets_backpropagates():
         for value in output.values():
             if isinstance(value, torch.Tensor):
                 value.grad = None
+    matchings = record_matchings(criterion)
     losses = criterion(outputs, random_targets([0, 0, 0], 3))
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["loss_ce"] > 0 and losses["loss_mask"] == 0 and losses["loss_bbox"] == 0
     sum(losses.values()).backward()
-    assert all(m[0].tolist() == [] for m in criterion.last_matching["final"])
+    assert all(queries.tolist() == [] for queries, _ in matchings[0])
 
 
 def test_half_precision_outputs_are_matched_and_trained_in_float32():
     torch.manual_seed(0)
     criterion = MaskDinoLoss(make_config(num_labels=3))
+    matchings = record_matchings(criterion)
     outputs = random_output_set(2, 6, 3)
     outputs["auxiliary_outputs"] = []
     outputs["encoder_proposal_outputs"] = None
@@ -415,10 +419,10 @@ def test_half_precision_outputs_are_matched_and_trained_in_float32():
     targets = random_targets([2, 3], 3)
     torch.manual_seed(1)
     half_losses = criterion({**outputs, **half}, targets)
-    half_matching = criterion.last_matching["final"]
     torch.manual_seed(1)
     float_losses = criterion({**outputs, **rounded}, targets)
-    for (q1, t1), (q2, t2) in zip(half_matching, criterion.last_matching["final"]):
+    half_matching, float_matching = matchings
+    for (q1, t1), (q2, t2) in zip(half_matching, float_matching, strict=True):
         assert torch.equal(q1, q2) and torch.equal(t1, t2)
     for key, value in half_losses.items():
         assert value.dtype == torch.float32, key
@@ -615,7 +619,10 @@ def test_denoising_losses_keys_normalisation_and_fixed_assignment():
     pred = torch.cat([dn["pred_boxes"][i, q] for i, (q, _) in enumerate(assignment)])
     gt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, assignment)])
     torch.testing.assert_close(losses["loss_bbox_dn"], 5.0 * (pred - gt).abs().sum() / (3 * groups))
-    assert criterion.last_matching["dn"] is assignment
+    # the denoising queries are never Hungarian-matched: final, aux.0, aux.1 and the encoder proposals only
+    matchings = record_matchings(criterion)
+    criterion(outputs, targets, meta)
+    assert len(matchings) == 4
 
     # without encoder proposals the initial prediction's denoising part is not supervised (no `_dn_0`)
     losses = criterion(with_denoising(two_stage=False), targets, meta)
@@ -703,7 +710,7 @@ def _reference_config(variant, **kwargs):
         ),
         stuff_label_ids=metadata.get("stuff_contiguous_ids", []),
         # the original's PANO_BOX_LOSS=True leaves stuff boxes out; False (the reference) supervises every box
-        panoptic_box_loss=not maskdino["PANO_BOX_LOSS"],
+        supervise_stuff_boxes=not maskdino["PANO_BOX_LOSS"],
         init_queries_from_encoder=maskdino["TWO_STAGE"],
         mask_enhanced_box_init="none",
         **kwargs,
@@ -746,9 +753,13 @@ def test_criterion_reproduces_reference_losses_from_stored_outputs(variant):
         }
     ]
     criterion = MaskDinoLoss(config)
+    matchings = record_matchings(criterion)
     torch.manual_seed(reference["torch_seed"])
     losses = criterion(outputs, targets)
     assert set(losses) == set(reference["losses"])
+    # matcher calls: final, then each auxiliary set, then the encoder proposals
+    names = ["final"] + [f"aux.{i}" for i in range(config.decoder_layers)] + (["interm"] if two_stage else [])
+    matching = dict(zip(names, matchings, strict=True))
 
     exact_sets = ["", "_interm", "_0"] if two_stage else [""]
     for suffix in exact_sets:
@@ -757,7 +768,7 @@ def test_criterion_reproduces_reference_losses_from_stored_outputs(variant):
             assert losses[key].item() == pytest.approx(reference["losses"][key], rel=1e-5), key
     for name in ["final", "interm"] + (["aux.0"] if two_stage else []):
         if name in reference["matching_src_tgt"]:
-            got = [[int(i) for i in index] for index in criterion.last_matching[name][0]]
+            got = [[int(i) for i in index] for index in matching[name][0]]
             assert got == reference["matching_src_tgt"][name], name
 
     # the other sets: class and box losses from the reference matching (they don't depend on the points)

@@ -163,17 +163,19 @@ def test_conversion_from_a_config_file_writes_a_card(variant, tasks, tmp_path, c
         assert f"`{path.name}` (sha256 `{sha256_of(path)}`" in text
     assert "not compared with the original's at conversion" in text
     # labels, and usage with this checkpoint's own thresholds
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoImageProcessor
 
     config = AutoConfig.from_pretrained(output_dir)
     for i, name in config.id2label.items():
         kind = "stuff" if i in config.stuff_label_ids else "thing"
         assert f"| {i} | {name} | {kind} |" in text
+    # the thresholds are the processor's (post-processing defaults live there)
+    processor = AutoImageProcessor.from_pretrained(output_dir)
     for task in tasks:
-        pipeline_code, model_code = task_snippets(task, str(output_dir), config.object_mask_threshold, config.overlap_threshold)
+        pipeline_code, model_code = task_snippets(task, str(output_dir), processor.object_mask_threshold, processor.overlap_threshold)
         assert pipeline_code in text and model_code in text
     if "panoptic" in tasks:
-        assert f"threshold={config.object_mask_threshold}, overlap_mask_area_threshold={config.overlap_threshold}" in text
+        assert f"threshold={processor.object_mask_threshold}, overlap_mask_area_threshold={processor.overlap_threshold}" in text
 
 
 def test_conversion_card_without_metadata_or_remote_code(tmp_path):

@@ -95,6 +95,36 @@ def test_config_validate_catches_a_mutation():
         config.validate()
 
 
+def test_configs_with_old_field_names_and_post_processing_fields_still_load(tmp_path, caplog):
+    import json
+    import logging
+
+    from transformers.utils.logging import warning_once
+
+    old = tiny_config().to_dict()
+    old.pop("use_box_loss"), old.pop("supervise_stuff_boxes")
+    # renamed fields, and the post-processing defaults older configs carried (they belong to the image processor)
+    old.update(box_loss=False, panoptic_box_loss=True, object_mask_threshold=0.3, overlap_threshold=0.7,
+               panoptic_temperature=0.05, apply_panoptic_temperature=False, detections_per_image=50)
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        config = AutoConfig.from_pretrained(tmp_path)
+    assert config.use_box_loss is False and config.supervise_stuff_boxes is True
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    # one deprecation warning per renamed field, nothing about the dropped post-processing fields
+    assert sorted(warnings) == [
+        "`box_loss` is deprecated and will be removed: use `use_box_loss`.",
+        "`panoptic_box_loss` is deprecated and will be removed: use `supervise_stuff_boxes`.",
+    ], warnings
+    config.save_pretrained(tmp_path / "resaved")
+    saved = json.loads((tmp_path / "resaved" / "config.json").read_text())
+    dropped = {"box_loss", "panoptic_box_loss", "object_mask_threshold", "overlap_threshold", "panoptic_temperature",
+               "apply_panoptic_temperature", "detections_per_image"}
+    assert not dropped & set(saved)
+    assert saved["use_box_loss"] is False and saved["supervise_stuff_boxes"] is True
+
+
 def test_config_round_trip_and_auto_config(tmp_path):
     config = tiny_config(stuff_label_ids=[2, 3], id2label={0: "a", 1: "b", 2: "c", 3: "d"})
     config.save_pretrained(tmp_path)
@@ -210,6 +240,36 @@ def test_meta_device_init_recreates_every_tensor():
     with torch.no_grad():
         outputs = loaded.eval()(torch.randn(1, 3, 64, 96))
     assert torch.isfinite(outputs.masks_queries_logits).all()
+
+
+@pytest.mark.parametrize("load", [False, True], ids=["constructed", "meta_device_loaded"])
+def test_container_specific_inits_apply_although_the_package_is_custom_code(load):
+    # transformers skips `_init_weights` on parameter-less modules of packages outside it; the deformable attention,
+    # box head and input projection inits must still reach their layers
+    from transformers_maskdino.modeling_maskdino import MaskDinoMultiscaleDeformableAttention, sampling_offsets_grid_init
+
+    assert MaskDinoForUniversalSegmentation.is_custom_code()
+    config = tiny_config()
+    torch.manual_seed(0)
+    if load:
+        model = MaskDinoForUniversalSegmentation.from_pretrained(None, config=config, state_dict={})
+    else:
+        model = MaskDinoForUniversalSegmentation(config)
+    attentions = [m for m in model.modules() if isinstance(m, MaskDinoMultiscaleDeformableAttention)]
+    assert len(attentions) == config.encoder_layers + config.decoder_layers
+    for attention in attentions:
+        grid = sampling_offsets_grid_init(attention.n_heads, attention.n_levels, attention.n_points)
+        torch.testing.assert_close(attention.sampling_offsets.bias, grid, rtol=0, atol=0)
+        for zero in (attention.sampling_offsets.weight, attention.attention_weights.weight, attention.value_proj.bias):
+            assert zero.abs().sum() == 0
+        # Xavier uniform, not the default normal(0, init_std)
+        fan_in, fan_out = attention.value_proj.in_features, attention.value_proj.out_features
+        bound = (6 / (fan_in + fan_out)) ** 0.5
+        assert attention.value_proj.weight.abs().max() <= bound and attention.value_proj.weight.std() > 2 * config.init_std
+    box_head = model.model.decoder.bbox_embed.layers[-1]
+    assert box_head.weight.abs().sum() == 0 and box_head.bias.abs().sum() == 0
+    for projection in model.model.pixel_decoder.input_projections:
+        assert projection[0].bias.abs().sum() == 0 and projection[0].weight.std() > 2 * config.init_std
 
 
 def test_missing_and_unexpected_tensors_are_reported(tmp_path):

@@ -7,17 +7,40 @@ import os
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+from transformers.utils import logging
 
 from .remote_code import sync_remote_code
 
+logger = logging.get_logger(__name__)
+
 MASK_ENHANCED_BOX_INIT_TYPES = ("none", "bitmask", "mask2box")
+# old field name -> new field name; old names still load, with a deprecation warning
+RENAMED_FIELDS = {"box_loss": "use_box_loss", "panoptic_box_loss": "supervise_stuff_boxes"}
+# fields of older configs that belong to the image processor (post-processing defaults)
+POST_PROCESSING_FIELDS = (
+    "object_mask_threshold",
+    "overlap_threshold",
+    "panoptic_temperature",
+    "apply_panoptic_temperature",
+    "detections_per_image",
+)
+# (field, predicate, what is expected): single-field range checks of `validate_architecture`
+RANGE_CHECKS = (
+    ("common_stride", lambda value: value in (2, 4, 8, 16, 32), "a power of two between 2 and 32"),
+    ("num_labels", lambda value: value >= 1, "at least 1"),
+    ("num_denoising", lambda value: value >= 0, ">= 0"),
+    ("importance_sample_ratio", lambda value: 0 <= value <= 1, "in [0, 1]"),
+    ("oversample_ratio", lambda value: value >= 1, ">= 1"),
+)
+
 
 @strict
 class MaskDinoConfig(PreTrainedConfig):
     r"""
     Configuration of a Mask DINO model ([`MaskDinoModel`], [`MaskDinoForUniversalSegmentation`]). The defaults are
     those of the original ResNet-50 COCO instance-segmentation checkpoint (3 backbone levels + 1 extra level, encoder
-    FFN 2048, 300 queries, 80 classes, mask-enhanced box initialisation with `mask2box`).
+    FFN 2048, 300 queries, 80 classes, mask-enhanced box initialisation with `mask2box`). Post-processing defaults
+    (`object_mask_threshold`, `overlap_threshold`, `panoptic_temperature`, ...) are image-processor attributes.
 
     Args:
         backbone_config (`PreTrainedConfig` or `dict`, *optional*):
@@ -96,7 +119,7 @@ class MaskDinoConfig(PreTrainedConfig):
             `num_labels` classes.
         stuff_label_ids (`list[int]`, *optional*, defaults to `[]`):
             Labels that are "stuff" (amorphous regions). Panoptic post-processing merges their segments, and boxes
-            are not supervised for them when `panoptic_box_loss` is `False`.
+            are not supervised for them when `supervise_stuff_boxes` is `False`.
         class_weight (`float`, *optional*, defaults to 4.0):
             Weight of the classification loss.
         mask_weight (`float`, *optional*, defaults to 5.0):
@@ -125,30 +148,18 @@ class MaskDinoConfig(PreTrainedConfig):
             Gamma of the sigmoid focal loss and cost.
         use_auxiliary_loss (`bool`, *optional*, defaults to `True`):
             Apply the losses to every earlier decoder layer and the initial prediction (deep supervision).
-        box_loss (`bool`, *optional*, defaults to `True`):
-            Train the box head (L1 and GIoU losses and matching costs).
-        panoptic_box_loss (`bool`, *optional*, defaults to `False`):
+        use_box_loss (`bool`, *optional*, defaults to `True`):
+            Train the box head of the matched queries (L1 and GIoU losses; the denoising queries' boxes are always
+            trained). Formerly `box_loss`.
+        supervise_stuff_boxes (`bool`, *optional*, defaults to `False`):
             Also supervise the boxes of stuff labels (`stuff_label_ids`). The original's `PANO_BOX_LOSS: True` is
-            `False` here: its "panoptic" box loss is the one that leaves stuff boxes out.
+            `False` here: its "panoptic" box loss is the one that leaves stuff boxes out. Formerly `panoptic_box_loss`.
         train_num_points (`int`, *optional*, defaults to 12544):
             Points sampled per mask for the mask losses and costs.
         oversample_ratio (`float`, *optional*, defaults to 3.0):
             Oversampling of candidate points for importance sampling.
         importance_sample_ratio (`float`, *optional*, defaults to 0.75):
             Fraction of points taken from the most uncertain candidates.
-        object_mask_threshold (`float`, *optional*, defaults to 0.25):
-            Inference: queries whose best class probability is at or below this are dropped by panoptic
-            post-processing.
-        overlap_threshold (`float`, *optional*, defaults to 0.8):
-            Inference: a panoptic segment is kept when at least this fraction of its mask survives the overlap
-            resolution.
-        panoptic_temperature (`float`, *optional*, defaults to 0.06):
-            Inference: temperature of the softmax applied over sigmoid class probabilities in panoptic and semantic
-            post-processing of focal models.
-        apply_panoptic_temperature (`bool`, *optional*, defaults to `True`):
-            Inference: whether that tempered softmax is applied (the original's `PANO_TRANSFORM_EVAL`).
-        detections_per_image (`int`, *optional*, defaults to 100):
-            Inference: number of (query, class) pairs kept by instance post-processing and object detection.
         init_std (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of linear layers not covered by a specific init.
     """
@@ -220,20 +231,24 @@ class MaskDinoConfig(PreTrainedConfig):
     focal_alpha: float | int = 0.25
     focal_gamma: float | int = 2.0
     use_auxiliary_loss: bool = True
-    box_loss: bool = True
-    panoptic_box_loss: bool = False
+    use_box_loss: bool = True
+    supervise_stuff_boxes: bool = False
     train_num_points: int = 12544
     oversample_ratio: float | int = 3.0
     importance_sample_ratio: float | int = 0.75
-    object_mask_threshold: float | int = 0.25
-    overlap_threshold: float | int = 0.8
-    panoptic_temperature: float | int = 0.06
-    apply_panoptic_temperature: bool = True
-    detections_per_image: int = 100
     init_std: float = 0.02
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
+        for old_name, new_name in RENAMED_FIELDS.items():
+            if old_name in kwargs:
+                logger.warning_once(f"`{old_name}` is deprecated and will be removed: use `{new_name}`.")
+                setattr(self, new_name, kwargs.pop(old_name))
+        # Configs written before the post-processing defaults moved to the image processor still carry them; the
+        # model never read them (the processor's values were always the ones used), so they are dropped on load.
+        ignored = [name for name in POST_PROCESSING_FIELDS if kwargs.pop(name, None) is not None]
+        if ignored:
+            logger.info(f"Ignoring {ignored}: post-processing defaults are read from the image processor.")
         # json round trips turn tuples into lists; keep one type so configs compare equal
         self.encoder_in_features = list(self.encoder_in_features)
         self.stuff_label_ids = list(self.stuff_label_ids)
@@ -300,22 +315,15 @@ class MaskDinoConfig(PreTrainedConfig):
                 f"`hidden_dim` ({self.hidden_dim}) must be divisible by 4: the query position embedding encodes the "
                 "four box coordinates with hidden_dim / 2 sine features each."
             )
-        if self.common_stride not in (2, 4, 8, 16, 32):
-            raise ValueError(f"`common_stride` must be a power of two between 2 and 32, got {self.common_stride}.")
-        if self.num_labels < 1:
-            raise ValueError(f"`num_labels` must be at least 1, got {self.num_labels}.")
+        for name, is_valid, expected in RANGE_CHECKS:
+            if not is_valid(getattr(self, name)):
+                raise ValueError(f"`{name}` must be {expected}, got {getattr(self, name)}.")
         bad_stuff = [i for i in self.stuff_label_ids if not 0 <= i < self.num_labels]
         if bad_stuff:
             raise ValueError(
                 f"`stuff_label_ids` {bad_stuff} are not valid label ids (0 to {self.num_labels - 1} for "
                 f"num_labels={self.num_labels})."
             )
-        if self.num_denoising < 0:
-            raise ValueError(f"`num_denoising` must be >= 0, got {self.num_denoising}.")
-        if not 0 <= self.importance_sample_ratio <= 1:
-            raise ValueError(f"`importance_sample_ratio` must be in [0, 1], got {self.importance_sample_ratio}.")
-        if self.oversample_ratio < 1:
-            raise ValueError(f"`oversample_ratio` must be >= 1, got {self.oversample_ratio}.")
         backbone_config = self.backbone_config
         if backbone_config is not None and hasattr(backbone_config, "out_features"):
             missing = [f for f in self.encoder_in_features if f not in backbone_config.out_features]

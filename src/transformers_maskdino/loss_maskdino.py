@@ -10,7 +10,13 @@ import torch.distributed as dist
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 from transformers.image_transforms import center_to_corners_format
-from transformers.loss.loss_for_object_detection import generalized_box_iou
+from transformers.loss.loss_for_object_detection import dice_loss, generalized_box_iou, sigmoid_focal_loss
+from transformers.loss.loss_rf_detr import (
+    pair_wise_dice_loss,
+    sample_point,
+    sample_points_using_uncertainty,
+    sigmoid_cross_entropy_loss,
+)
 
 from .configuration_maskdino import MaskDinoConfig
 
@@ -19,90 +25,9 @@ from .configuration_maskdino import MaskDinoConfig
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def dice_loss(inputs: Tensor, labels: Tensor, num_masks: float | Tensor) -> Tensor:
-    r"""
-    Dice loss, summed over masks and divided by `num_masks`:
-    $$ \mathcal{L}_{\text{dice}}(x, y) = 1 - \frac{2 \sum \sigma(x) y + 1}{\sum \sigma(x) + \sum y + 1} $$
-
-    Args:
-        inputs (`torch.Tensor` of shape `(num_masks, num_points)`):
-            Mask logits.
-        labels (`torch.Tensor` of shape `(num_masks, num_points)`):
-            Target mask values in `[0, 1]`.
-        num_masks (`float` or `torch.Tensor`):
-            Normaliser (number of target masks in the batch, averaged over processes).
-    """
-    probs = inputs.sigmoid().flatten(1)
-    numerator = 2 * (probs * labels).sum(-1)
-    denominator = probs.sum(-1) + labels.sum(-1)
-    loss = 1 - (numerator + 1) / (denominator + 1)
-    return loss.sum() / num_masks
-
-
-def sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor, num_masks: float | Tensor) -> Tensor:
-    """
-    Binary cross-entropy averaged over the points of each mask, summed over masks and divided by `num_masks`.
-
-    Args:
-        inputs (`torch.Tensor` of shape `(num_masks, num_points)`):
-            Mask logits.
-        labels (`torch.Tensor` of shape `(num_masks, num_points)`):
-            Target mask values in `[0, 1]`.
-        num_masks (`float` or `torch.Tensor`):
-            Normaliser.
-    """
-    loss = nn.functional.binary_cross_entropy_with_logits(inputs, labels, reduction="none")
-    return loss.mean(1).sum() / num_masks
-
-
-def sigmoid_focal_loss(
-    inputs: Tensor, labels: Tensor, num_masks: float | Tensor, alpha: float = 0.25, gamma: float = 2.0
-) -> Tensor:
-    """
-    Sigmoid focal loss (RetinaNet) summed over every query and class, divided by `num_masks`.
-
-    The original computes `loss.mean(1).sum() / num_masks * num_queries`, which is this sum.
-
-    Args:
-        inputs (`torch.Tensor` of shape `(batch_size, num_queries, num_labels)`):
-            Class logits.
-        labels (`torch.Tensor` of the same shape):
-            One-hot targets (all zeros for unmatched queries).
-        num_masks (`float` or `torch.Tensor`):
-            Normaliser.
-        alpha (`float`, *optional*, defaults to 0.25):
-            Weight of the positive class (`1 - alpha` for the negatives); negative to disable.
-        gamma (`float`, *optional*, defaults to 2.0):
-            Focusing exponent on `1 - p_t`.
-    """
-    probs = inputs.sigmoid()
-    cross_entropy = nn.functional.binary_cross_entropy_with_logits(inputs, labels, reduction="none")
-    p_t = probs * labels + (1 - probs) * (1 - labels)
-    loss = cross_entropy * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * labels + (1 - alpha) * (1 - labels)) * loss
-    return loss.sum() / num_masks
-
-
-def pair_wise_dice_loss(inputs: Tensor, labels: Tensor) -> Tensor:
-    """
-    Dice loss between every prediction and every target, see `dice_loss`.
-
-    Args:
-        inputs (`torch.Tensor` of shape `(num_queries, num_points)`):
-            Mask logits.
-        labels (`torch.Tensor` of shape `(num_targets, num_points)`):
-            Target mask values.
-
-    Returns:
-        `torch.Tensor` of shape `(num_queries, num_targets)`.
-    """
-    probs = inputs.sigmoid().flatten(1)
-    numerator = 2 * probs @ labels.T
-    denominator = probs.sum(-1)[:, None] + labels.sum(-1)[None, :]
-    return 1 - (numerator + 1) / (denominator + 1)
-
-
+# Adapted from transformers.models.mask2former.modeling_mask2former.pair_wise_sigmoid_cross_entropy_loss: divides by
+# the number of points after the matmuls, as the original does (Mask2Former divides before), so that the matching
+# costs round as the original's and near-tied assignments come out the same.
 def pair_wise_sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor) -> Tensor:
     """
     Mean binary cross-entropy over the points between every prediction and every target.
@@ -158,56 +83,6 @@ def pair_wise_box_costs(pred_boxes: Tensor, target_boxes: Tensor) -> tuple[Tenso
     cost_l1 = torch.cdist(pred_boxes, target_boxes, p=1)
     cost_giou = -generalized_box_iou(center_to_corners_format(pred_boxes), center_to_corners_format(target_boxes))
     return cost_l1, cost_giou
-
-
-def sample_point(input_features: Tensor, point_coordinates: Tensor, **kwargs) -> Tensor:
-    """
-    `grid_sample` at `[0, 1] x [0, 1]` normalised (x, y) coordinates.
-
-    Args:
-        input_features (`torch.Tensor` of shape `(batch_size, channels, height, width)`):
-            Maps to sample.
-        point_coordinates (`torch.Tensor` of shape `(batch_size, num_points, 2)`):
-            Normalised (x, y) point coordinates.
-
-    Returns:
-        `torch.Tensor` of shape `(batch_size, channels, num_points)`.
-    """
-    point_features = nn.functional.grid_sample(input_features, 2.0 * point_coordinates.unsqueeze(2) - 1.0, **kwargs)
-    return point_features.squeeze(3)
-
-
-def sample_points_using_uncertainty(
-    logits: Tensor, num_points: int, oversample_ratio: float, importance_sample_ratio: float
-) -> Tensor:
-    """
-    PointRend training point selection: draw `oversample_ratio * num_points` uniform candidates per mask, keep the
-    `importance_sample_ratio * num_points` most uncertain ones (smallest `|logit|`), and complete with fresh uniform
-    points.
-
-    Random draws, in this order (the original's): `rand(N, int(num_points * oversample_ratio), 2)`, then
-    `rand(N, num_points - int(importance_sample_ratio * num_points), 2)` when that is not empty.
-
-    Args:
-        logits (`torch.Tensor` of shape `(num_masks, 1, height, width)`):
-            Mask logits.
-
-    Returns:
-        `torch.Tensor` of shape `(num_masks, num_points, 2)`: normalised (x, y) coordinates.
-    """
-    num_masks = logits.shape[0]
-    num_candidates = int(num_points * oversample_ratio)
-    candidates = torch.rand(num_masks, num_candidates, 2, device=logits.device)
-    uncertainty = -sample_point(logits, candidates, align_corners=False).abs()  # num_masks, 1, num_candidates
-
-    num_uncertain_points = int(importance_sample_ratio * num_points)
-    num_random_points = num_points - num_uncertain_points
-    top_indices = torch.topk(uncertainty[:, 0, :], k=num_uncertain_points, dim=1)[1]
-    point_coordinates = torch.gather(candidates, 1, top_indices.unsqueeze(-1).expand(-1, -1, 2))
-    if num_random_points > 0:
-        random_points = torch.rand(num_masks, num_random_points, 2, device=logits.device)
-        point_coordinates = torch.cat([point_coordinates, random_points], dim=1)
-    return point_coordinates
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -353,8 +228,8 @@ class MaskDinoLoss(nn.Module):
         self.oversample_ratio = config.oversample_ratio
         self.importance_sample_ratio = config.importance_sample_ratio
         self.use_auxiliary_loss = config.use_auxiliary_loss
-        self.box_loss = config.box_loss
-        self.panoptic_box_loss = config.panoptic_box_loss
+        self.use_box_loss = config.use_box_loss
+        self.supervise_stuff_boxes = config.supervise_stuff_boxes
         self.stuff_label_ids = list(config.stuff_label_ids)
         self.num_denoising = config.num_denoising
         self.denoise_masks = config.denoise_masks
@@ -375,7 +250,6 @@ class MaskDinoLoss(nn.Module):
             focal_alpha=config.focal_alpha,
             focal_gamma=config.focal_gamma,
         )
-        self.last_matching: dict[str, list[tuple[Tensor, Tensor]]] = {}
 
     # ---- per-loss methods -----------------------------------------------------------------------------------------
 
@@ -409,19 +283,24 @@ class MaskDinoLoss(nn.Module):
 
         # one-hot over num_labels + 1 columns so that "no object" rows end up all zeros once the last is dropped
         one_hot = nn.functional.one_hot(target_classes, self.num_labels + 1)[..., : class_logits.shape[-1]]
-        loss = sigmoid_focal_loss(
-            class_logits, one_hot.to(class_logits.dtype), num_masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+        # transformers' focal loss averages over the queries; the original then multiplies by their number, as
+        # Deformable DETR does
+        loss = (
+            sigmoid_focal_loss(
+                class_logits, one_hot.to(class_logits.dtype), num_masks, alpha=self.focal_alpha, gamma=self.focal_gamma
+            )
+            * num_queries
         )
         return {"loss_ce": loss}
 
     def loss_boxes(self, pred_boxes: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
         """`loss_bbox` (L1) and `loss_giou`, summed over matched pairs and divided by `num_masks`. Stuff targets are
-        left out unless `panoptic_box_loss` (the normaliser still counts them)."""
+        left out unless `supervise_stuff_boxes` (the normaliser still counts them)."""
         device = pred_boxes.device
         batch_index, query_index = self._prediction_indices(indices)
         source_boxes = pred_boxes[batch_index.to(device), query_index.to(device)].float()
         target_boxes = self._matched_targets(targets, indices, "boxes").to(device=device, dtype=torch.float32)
-        if self.stuff_label_ids and not self.panoptic_box_loss:
+        if self.stuff_label_ids and not self.supervise_stuff_boxes:
             target_labels = self._matched_targets(targets, indices, "labels").to(device)
             is_thing = ~torch.isin(target_labels, torch.tensor(self.stuff_label_ids, device=device))
             source_boxes, target_boxes = source_boxes[is_thing], target_boxes[is_thing]
@@ -505,14 +384,13 @@ class MaskDinoLoss(nn.Module):
             losses.update(self.loss_boxes(output["pred_boxes"], targets, indices, num_masks))
         return losses
 
-    def _matching_losses(self, output: Mapping, targets: list[dict], num_masks: Tensor, name: str) -> dict:
+    def _matching_losses(self, output: Mapping, targets: list[dict], num_masks: Tensor) -> dict:
         """Hungarian matching then losses, for the final, an auxiliary or the encoder-proposal output set."""
         indices = self.matcher(
             output["class_queries_logits"], output["masks_queries_logits"], output["pred_boxes"], targets
         )
-        self.last_matching[name] = indices
         return self._losses_for_output_set(
-            output, targets, indices, num_masks, with_masks=True, with_boxes=self.box_loss
+            output, targets, indices, num_masks, with_masks=True, with_boxes=self.use_box_loss
         )
 
     def _denoising_losses(
@@ -526,9 +404,8 @@ class MaskDinoLoss(nn.Module):
             )
             return {name: num_masks.new_zeros(()) for name in names}
         indices = denoising_meta_values["matching_indices"]
-        self.last_matching.setdefault("dn", indices)
         num_groups = denoising_meta_values["num_denoising_groups"]
-        # the original always trains the denoising boxes, whatever `box_loss` says
+        # the original always trains the denoising boxes, whatever `use_box_loss` says
         return self._losses_for_output_set(
             output, targets, indices, num_masks * num_groups, with_masks=self.denoise_masks, with_boxes=True
         )
@@ -581,7 +458,6 @@ class MaskDinoLoss(nn.Module):
         Returns:
             `dict[str, torch.Tensor]`: weighted scalar losses (see the class docstring for the keys).
         """
-        self.last_matching = {}
         num_masks = self.get_num_masks(targets, outputs["class_queries_logits"].device)
         denoising_outputs = outputs.get("denoising_outputs")
         with_denoising = self.num_denoising > 0
@@ -589,7 +465,7 @@ class MaskDinoLoss(nn.Module):
 
         # Branch order = the original's order of random draws: final, its denoising part, then each auxiliary set
         # followed by its denoising part, then the encoder proposals.
-        losses = self._matching_losses(outputs, targets, num_masks, "final")
+        losses = self._matching_losses(outputs, targets, num_masks)
         if with_denoising:
             dn_losses = self._denoising_losses(denoising_outputs, targets, num_masks, denoising_meta_values)
             losses.update({f"{key}_dn": value for key, value in dn_losses.items()})
@@ -600,7 +476,7 @@ class MaskDinoLoss(nn.Module):
             # from the encoder.
             first_denoising_layer = 0 if encoder_proposal_outputs is not None else 1
             for i, auxiliary_output in enumerate(outputs.get("auxiliary_outputs") or []):
-                aux_losses = self._matching_losses(auxiliary_output, targets, num_masks, f"aux.{i}")
+                aux_losses = self._matching_losses(auxiliary_output, targets, num_masks)
                 losses.update({f"{key}_{i}": value for key, value in aux_losses.items()})
                 if with_denoising and i >= first_denoising_layer:
                     dn_output = denoising_auxiliary[i] if i < len(denoising_auxiliary) else None
@@ -608,29 +484,34 @@ class MaskDinoLoss(nn.Module):
                     losses.update({f"{key}_dn_{i}": value for key, value in dn_losses.items()})
 
         if encoder_proposal_outputs is not None:
-            interm_losses = self._matching_losses(encoder_proposal_outputs, targets, num_masks, "interm")
+            interm_losses = self._matching_losses(encoder_proposal_outputs, targets, num_masks)
             losses.update({f"{key}_interm": value for key, value in interm_losses.items()})
 
         return {key: value * self.weight_dict[_base_loss_name(key)] for key, value in losses.items()}
 
 
+# dice_loss, sigmoid_focal_loss, sigmoid_cross_entropy_loss, pair_wise_dice_loss, sample_point and
+# sample_points_using_uncertainty are transformers' own; they stay importable from here
 __all__ = [
     "MaskDinoHungarianMatcher",
     "MaskDinoLoss",
-    "dice_loss",
-    "pair_wise_dice_loss",
+    "pair_wise_box_costs",
     "pair_wise_sigmoid_cross_entropy_loss",
-    "sample_point",
-    "sigmoid_cross_entropy_loss",
-    "sigmoid_focal_loss",
+    "pair_wise_sigmoid_focal_cost",
 ]
+
 
 def __getattr__(name: str):
     # Deprecated location: these model-side helpers moved to `modeling_maskdino`; the alias goes in the next release.
     if name in ("build_denoising_queries", "inverse_sigmoid", "masks_to_boxes", "target_boxes_from_masks"):
         import warnings
 
-        from .modeling_maskdino import build_denoising_queries, inverse_sigmoid, masks_to_boxes, target_boxes_from_masks
+        from .modeling_maskdino import (
+            build_denoising_queries,
+            inverse_sigmoid,
+            masks_to_boxes,
+            target_boxes_from_masks,
+        )
 
         moved = {
             "build_denoising_queries": build_denoising_queries,

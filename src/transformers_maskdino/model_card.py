@@ -162,6 +162,15 @@ for mask, segment in zip(result["segmentation"], result["segments_info"]):
     raise ValueError(f"Unknown task {task!r}: expected one of {', '.join(TASK_TITLES)}.")
 
 
+def inference_settings(image_processor=None) -> tuple[float, float, int]:
+    """`(object_mask_threshold, overlap_threshold, detections_per_image)` a card quotes: the checkpoint's image
+    processor's (where post-processing defaults live), or the processor's own defaults when none is given."""
+    from .image_processing_pil_maskdino import MaskDinoImageProcessorPil
+
+    source = MaskDinoImageProcessorPil if image_processor is None else image_processor
+    return source.object_mask_threshold, source.overlap_threshold, source.detections_per_image
+
+
 def usage_section(
     tasks: Sequence[str],
     repo_id: str,
@@ -319,6 +328,7 @@ def render_fine_tuned_card(
     training: Mapping[str, object],
     metrics: Mapping[str, object] | None = None,
     remote_code: bool = False,
+    image_processor=None,
 ) -> str:
     """
     The card of a model fine-tuned (or trained from scratch) by the examples: what it is, its labels, usage, the
@@ -371,12 +381,21 @@ def render_fine_tuned_card(
     sections = [
         intro,
         labels_section(config.id2label, config.stuff_label_ids),
-        usage_section(tasks, repo_id, config.object_mask_threshold, config.overlap_threshold, remote_code),
+        usage_section(tasks, repo_id, *inference_settings(image_processor)[:2], remote_code),
         provenance,
         limitations_section(extra),
         f"## Citation\n\n```bibtex\n{CITATION}\n```\n",
     ]
     return render_card(metadata, f"Mask DINO fine-tuned on {dataset}", sections)
+
+
+def _saved_image_processor(directory: Path):
+    """The image processor saved in `directory`, or `None` when there is none."""
+    if not (directory / "preprocessor_config.json").is_file():
+        return None
+    from .image_processing_pil_maskdino import MaskDinoImageProcessorPil
+
+    return MaskDinoImageProcessorPil.from_pretrained(directory)
 
 
 def write_fine_tuned_model_card(
@@ -401,10 +420,17 @@ def write_fine_tuned_model_card(
         training=training,
         metrics=metrics,
         remote_code=_has_remote_code(output_dir),
+        image_processor=_saved_image_processor(output_dir),
     )
     path = output_dir / "README.md"
     path.write_text(card)
     return path
 
 
-__all__ = ["render_fine_tuned_card", "task_snippets", "training_recipe", "write_fine_tuned_model_card"]
+__all__ = [
+    "inference_settings",
+    "render_fine_tuned_card",
+    "task_snippets",
+    "training_recipe",
+    "write_fine_tuned_model_card",
+]

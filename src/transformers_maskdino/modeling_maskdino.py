@@ -17,6 +17,7 @@ from transformers.integrations import use_kernel_forward_from_hub
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.models.deformable_detr.modeling_deformable_detr import inverse_sigmoid
 from transformers.processing_utils import Unpack
 from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
@@ -663,43 +664,57 @@ class MaskDinoPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _keys_to_ignore_on_load_unexpected = [r"num_batches_tracked"]
 
-    @classmethod
-    def is_custom_code(cls) -> bool:
-        # transformers skips `_init_weights` on parameter-less modules of code living outside its package, in case
-        # that code initialises with plain torch ops. Ours dispatches on containers (deformable attention, decoder)
-        # and only uses `transformers.initialization`, which leaves loaded tensors alone, so it runs as for built-in
-        # models.
-        return False
-
     @torch.no_grad()
     def _init_weights(self, module):
+        # Outside the transformers package, a module whose own tensors are all loaded (vacuously: one without tensors
+        # of its own) is skipped. So every init below is applied from the module that holds the tensors: the
+        # deformable attention's, the box head's and the input projections' layers are found through their container.
         super()._init_weights(module)
-        if isinstance(module, MaskDinoMultiscaleDeformableAttention):
-            init.constant_(module.sampling_offsets.weight, 0.0)
-            init.copy_(
-                module.sampling_offsets.bias,
-                sampling_offsets_grid_init(module.n_heads, module.n_levels, module.n_points),
-            )
-            init.constant_(module.attention_weights.weight, 0.0)
-            init.constant_(module.attention_weights.bias, 0.0)
-            init.xavier_uniform_(module.value_proj.weight)
-            init.constant_(module.value_proj.bias, 0.0)
-            init.xavier_uniform_(module.output_proj.weight)
-            init.constant_(module.output_proj.bias, 0.0)
-        elif isinstance(module, MaskDinoFrozenBatchNorm2d):
+        if isinstance(module, MaskDinoFrozenBatchNorm2d):
             init.ones_(module.weight)
             init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
         elif isinstance(module, MaskDinoPixelDecoder):
             init.normal_(module.level_embed)
-            for projection in module.input_projections:
-                init.xavier_uniform_(projection[0].weight)
-                init.constant_(projection[0].bias, 0.0)
-        elif isinstance(module, MaskDinoDecoder):
-            # the box head starts at zero so that the first refinement keeps the anchors
-            init.constant_(module.bbox_embed.layers[-1].weight, 0.0)
-            init.constant_(module.bbox_embed.layers[-1].bias, 0.0)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            self._init_layer_by_role(module)
+
+    def _init_layer_by_role(self, layer: nn.Module) -> None:
+        """Deformable DETR's inits for the layers of deformable attention, a zero last layer for the box head, and
+        Xavier for the pixel decoder's input projections; other layers keep the default init."""
+        # a plain walk: `self.modules()` is about 25x slower, and this runs once per linear/conv layer
+        containers = [self]
+        while containers:
+            container = containers.pop()
+            containers.extend(child for child in container._modules.values() if child is not None)
+            if isinstance(container, MaskDinoMultiscaleDeformableAttention):
+                if layer is container.sampling_offsets:
+                    init.constant_(layer.weight, 0.0)
+                    init.copy_(
+                        layer.bias,
+                        sampling_offsets_grid_init(container.n_heads, container.n_levels, container.n_points),
+                    )
+                elif layer is container.attention_weights:
+                    init.constant_(layer.weight, 0.0)
+                    init.constant_(layer.bias, 0.0)
+                elif layer is container.value_proj or layer is container.output_proj:
+                    init.xavier_uniform_(layer.weight)
+                    init.constant_(layer.bias, 0.0)
+                else:
+                    continue
+                return
+            if isinstance(container, MaskDinoDecoder) and layer is container.bbox_embed.layers[-1]:
+                # the box head starts at zero so that the first refinement keeps the anchors
+                init.constant_(layer.weight, 0.0)
+                init.constant_(layer.bias, 0.0)
+                return
+            if isinstance(container, MaskDinoPixelDecoder) and any(
+                layer is projection[0] for projection in container.input_projections
+            ):
+                init.xavier_uniform_(layer.weight)
+                init.constant_(layer.bias, 0.0)
+                return
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -910,12 +925,6 @@ class MaskDinoPixelDecoder(nn.Module):
         )
 
 
-def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Logit of `x` clamped to `[0, 1]`, with both odds terms clamped to `eps` (DETR convention)."""
-    x = x.clamp(min=0, max=1)
-    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
-
-
 class MaskDinoDecoder(MaskDinoPreTrainedModel):
     """
     Deformable decoder with iterative box refinement, and the prediction heads shared by every layer, the initial
@@ -1016,6 +1025,61 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def noise_denoising_labels(labels: Tensor, label_noise_ratio: float, num_labels: int) -> Tensor:
+    """Replaces each label, with probability `label_noise_ratio * 0.5`, by one drawn uniformly from
+    `[0, num_labels)`. Draws `rand(len(labels))`, then `randint(num_labels, (flipped,))`."""
+    if label_noise_ratio <= 0:
+        return labels
+    flip = torch.rand(labels.shape, device=labels.device) < (label_noise_ratio * 0.5)
+    flipped_positions = torch.nonzero(flip).view(-1)
+    new_labels = torch.randint(0, num_labels, flipped_positions.shape, dtype=torch.long, device=labels.device)
+    return labels.scatter(0, flipped_positions, new_labels)
+
+
+def noise_denoising_boxes(boxes: Tensor, box_noise_scale: float) -> Tensor:
+    """Moves each (center_x, center_y, width, height) box by `(u * w / 2, u * h / 2, u * w, u * h) *
+    box_noise_scale` with independent `u ~ U(-1, 1)` and clamps it to `[0, 1]`. Draws `rand(num_boxes, 4)`."""
+    if box_noise_scale <= 0:
+        return boxes
+    # centre moves by up to half the size, size changes by up to the size itself
+    max_shift = torch.cat([boxes[:, 2:] / 2, boxes[:, 2:]], dim=1)
+    jitter = (torch.rand(boxes.shape, device=boxes.device) * 2 - 1.0) * max_shift
+    return (boxes + jitter * box_noise_scale).clamp(min=0.0, max=1.0)
+
+
+def denoising_self_attention_mask(
+    num_denoising_groups: int, max_targets_per_image: int, num_queries: int, device: torch.device
+) -> Tensor:
+    """
+    `(num_denoising_queries + num_queries,) * 2` boolean mask, `True` where query `i` (row) may NOT attend to query
+    `j` (column): denoising groups don't see each other and matching queries don't see any denoising query;
+    denoising queries see the matching queries.
+    """
+    num_denoising_queries = num_denoising_groups * max_targets_per_image
+    total_queries = num_denoising_queries + num_queries
+    mask = torch.zeros(total_queries, total_queries, dtype=torch.bool, device=device)
+    # matching queries must not see the ground truth hidden in the denoising queries
+    mask[num_denoising_queries:, :num_denoising_queries] = True
+    for group in range(num_denoising_groups):
+        start, end = group * max_targets_per_image, (group + 1) * max_targets_per_image
+        mask[start:end, :start] = True
+        mask[start:end, end:num_denoising_queries] = True
+    return mask
+
+
+def denoising_matching_indices(
+    num_targets_per_image: list[int], num_denoising_groups: int, max_targets_per_image: int, device: torch.device
+) -> list[tuple[Tensor, Tensor]]:
+    """Per image, the fixed assignment (denoising query indices, target indices), group by group: slot `t` of group
+    `g` (query `g * max_targets_per_image + t`) reconstructs target `t`."""
+    matching_indices = []
+    for num_targets in num_targets_per_image:
+        target_index = torch.arange(num_targets, device=device).repeat(num_denoising_groups)
+        group_start = torch.arange(num_denoising_groups, device=device).repeat_interleave(num_targets)
+        matching_indices.append((group_start * max_targets_per_image + target_index, target_index))
+    return matching_indices
+
+
 def build_denoising_queries(
     targets: list[dict[str, Tensor]],
     num_queries: int,
@@ -1111,16 +1175,8 @@ def build_denoising_queries(
     group_offset = torch.arange(num_denoising_groups, device=device).repeat_interleave(len(labels))
     query_index = group_offset * max_targets_per_image + slot_in_group.repeat(num_denoising_groups)
 
-    if label_noise_ratio > 0:
-        flip = torch.rand(noised_labels.shape, device=device) < (label_noise_ratio * 0.5)
-        flipped_positions = torch.nonzero(flip).view(-1)
-        new_labels = torch.randint(0, num_labels, flipped_positions.shape, dtype=torch.long, device=device)
-        noised_labels = noised_labels.scatter(0, flipped_positions, new_labels)
-    if box_noise_scale > 0:
-        # centre moves by up to half the size, size changes by up to the size itself
-        max_shift = torch.cat([noised_boxes[:, 2:] / 2, noised_boxes[:, 2:]], dim=1)
-        jitter = (torch.rand(noised_boxes.shape, device=device) * 2 - 1.0) * max_shift
-        noised_boxes = (noised_boxes + jitter * box_noise_scale).clamp(min=0.0, max=1.0)
+    noised_labels = noise_denoising_labels(noised_labels, label_noise_ratio, num_labels)
+    noised_boxes = noise_denoising_boxes(noised_boxes, box_noise_scale)
 
     content = torch.zeros(
         batch_size, num_denoising_queries, hidden_dim, dtype=label_embedding.weight.dtype, device=device
@@ -1133,26 +1189,16 @@ def build_denoising_queries(
     noised_boxes_per_query = torch.zeros(batch_size, num_denoising_queries, 4, dtype=noised_boxes.dtype, device=device)
     noised_boxes_per_query[image_index, query_index] = noised_boxes
 
-    total_queries = num_denoising_queries + num_queries
-    self_attention_mask = torch.zeros(total_queries, total_queries, dtype=torch.bool, device=device)
-    # matching queries must not see the ground truth hidden in the denoising queries
-    self_attention_mask[num_denoising_queries:, :num_denoising_queries] = True
-    for group in range(num_denoising_groups):
-        start, end = group * max_targets_per_image, (group + 1) * max_targets_per_image
-        self_attention_mask[start:end, :start] = True
-        self_attention_mask[start:end, end:num_denoising_queries] = True
-
-    matching_indices = []
-    for num_targets in num_targets_per_image:
-        target_index = torch.arange(num_targets, device=device).repeat(num_denoising_groups)
-        group_start = torch.arange(num_denoising_groups, device=device).repeat_interleave(num_targets)
-        matching_indices.append((group_start * max_targets_per_image + target_index, target_index))
-
+    self_attention_mask = denoising_self_attention_mask(
+        num_denoising_groups, max_targets_per_image, num_queries, device
+    )
     denoising_meta_values = {
         "num_denoising_groups": num_denoising_groups,
         "max_targets_per_image": max_targets_per_image,
         "num_denoising_queries": num_denoising_queries,
-        "matching_indices": matching_indices,
+        "matching_indices": denoising_matching_indices(
+            num_targets_per_image, num_denoising_groups, max_targets_per_image, device
+        ),
         "noised_labels": noised_labels_per_query,
         "noised_boxes": noised_boxes_per_query,
     }
@@ -1244,6 +1290,33 @@ def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
     return (corners_to_center_format(boxes) / scale).reshape(batch_size, num_queries, 4)
 
 
+@dataclass
+class MaskDinoQuerySelection:
+    """
+    Result of two-stage query selection (see `MaskDinoModel._select_queries`).
+
+    Args:
+        content (`torch.FloatTensor` of shape `(batch_size, num_queries, hidden_dim)`):
+            Content queries: the selected encoder tokens (detached), or the learned ones with
+            `learnable_query_content`.
+        anchors_unsigmoided (`torch.FloatTensor` of shape `(batch_size, num_queries, 4)`):
+            Anchor boxes before the sigmoid (detached): the selected proposals' boxes, or the mask-enhanced ones.
+        proposal_outputs (`dict`):
+            `class_queries_logits`, `masks_queries_logits` and `pred_boxes` of the selected tokens (the criterion's
+            `encoder_proposal_outputs`).
+        encoder_class_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_class_logits)`):
+            Class logits of every encoder token.
+        topk_indices (`torch.LongTensor` of shape `(batch_size, num_queries)`):
+            Indices of the selected tokens.
+    """
+
+    content: Tensor
+    anchors_unsigmoided: Tensor
+    proposal_outputs: dict[str, Tensor]
+    encoder_class_logits: Tensor
+    topk_indices: Tensor
+
+
 class MaskDinoModel(MaskDinoPreTrainedModel):
     """
     Backbone, pixel decoder and decoder of Mask DINO. The prediction heads live in the decoder because query
@@ -1277,11 +1350,17 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         self.decoder = MaskDinoDecoder(config)
         self.post_init()
 
-    def _select_queries(self, memory: Tensor, spatial_shapes_list, mask_features: Tensor):
+    def _select_queries(
+        self, encoder_hidden_states: Tensor, spatial_shapes_list: list[tuple[int, int]], mask_features: Tensor
+    ) -> MaskDinoQuerySelection:
         """Two-stage query selection: top-`num_queries` encoder tokens, their predictions and anchors."""
-        batch_size, _, hidden_dim = memory.shape
-        proposals, valid = encoder_output_proposals(spatial_shapes_list, batch_size, memory.device, memory.dtype)
-        tokens = self.encoder_output_layernorm(self.encoder_output_projection(memory.masked_fill(~valid, 0.0)))
+        batch_size, _, hidden_dim = encoder_hidden_states.shape
+        proposals, valid = encoder_output_proposals(
+            spatial_shapes_list, batch_size, encoder_hidden_states.device, encoder_hidden_states.dtype
+        )
+        tokens = self.encoder_output_layernorm(
+            self.encoder_output_projection(encoder_hidden_states.masked_fill(~valid, 0.0))
+        )
         # the class head sees the tokens without the decoder's LayerNorm here, as in the original
         encoder_class_logits = self.decoder.class_embed(tokens)
         encoder_boxes_unsigmoided = self.decoder.bbox_embed(tokens) + proposals
@@ -1300,8 +1379,36 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         anchors_unsigmoided = selected_boxes.detach()
         if self.config.mask_enhanced_box_init != "none":
             anchors = mask_enhanced_anchor_boxes(proposal_mask_logits.detach(), self.config.mask_enhanced_box_init)
-            anchors_unsigmoided = inverse_sigmoid(anchors).to(memory.dtype)
-        return content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices
+            anchors_unsigmoided = inverse_sigmoid(anchors).to(encoder_hidden_states.dtype)
+        return MaskDinoQuerySelection(
+            content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices
+        )
+
+    def _add_denoising_queries(
+        self, content: Tensor, anchors_unsigmoided: Tensor, denoising_targets: list[dict[str, Tensor]]
+    ) -> tuple[Tensor, Tensor, Tensor | None, dict | None]:
+        """Puts the denoising queries built from `denoising_targets` before the matching queries. Returns the
+        content and unsigmoided anchors of all queries, the additive `(1, 1, num_queries, num_queries)` decoder
+        self-attention mask, and `denoising_meta_values`; the inputs unchanged and `None, None` when no denoising
+        group fits (see `build_denoising_queries`)."""
+        config = self.config
+        dn_content, dn_anchors, dn_mask, denoising_meta_values = build_denoising_queries(
+            denoising_targets,
+            num_queries=config.num_queries,
+            num_labels=config.num_labels,
+            num_denoising=config.num_denoising,
+            label_noise_ratio=config.label_noise_ratio,
+            box_noise_scale=config.box_noise_scale,
+            label_embedding=self.denoising_label_embeddings,
+            hidden_dim=config.hidden_dim,
+        )
+        if denoising_meta_values is None:
+            return content, anchors_unsigmoided, None, None
+        content = torch.cat([dn_content.to(content.dtype), content], dim=1)
+        anchors_unsigmoided = torch.cat([dn_anchors.to(anchors_unsigmoided.dtype), anchors_unsigmoided], dim=1)
+        self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
+        self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
+        return content, anchors_unsigmoided, self_attention_mask, denoising_meta_values
 
     def _prediction_set(self, class_logits, mask_logits, boxes, start: int, end: int | None) -> dict:
         return {
@@ -1341,13 +1448,16 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         decoder_levels = [
             self.input_projections[level](multi_scale_features[level]) for level in reversed(range(num_levels))
         ]
-        memory, spatial_shapes_list, spatial_shapes, level_start_index = flatten_feature_levels(decoder_levels)
+        encoder_hidden_states, spatial_shapes_list, spatial_shapes, level_start_index = flatten_feature_levels(
+            decoder_levels
+        )
 
         proposal_outputs = encoder_class_logits = topk_indices = None
         if config.init_queries_from_encoder:
-            content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices = self._select_queries(
-                memory, spatial_shapes_list, mask_features
-            )
+            selection = self._select_queries(encoder_hidden_states, spatial_shapes_list, mask_features)
+            content, anchors_unsigmoided = selection.content, selection.anchors_unsigmoided
+            proposal_outputs = selection.proposal_outputs
+            encoder_class_logits, topk_indices = selection.encoder_class_logits, selection.topk_indices
         else:
             content = self.query_content_embeddings.weight[None].expand(batch_size, -1, -1)
             anchors_unsigmoided = self.query_anchor_embeddings.weight[None].expand(batch_size, -1, -1)
@@ -1355,22 +1465,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         num_denoising_queries = 0
         self_attention_mask = denoising_meta_values = None
         if self.training and config.num_denoising > 0 and denoising_targets is not None:
-            dn_content, dn_anchors, dn_mask, denoising_meta_values = build_denoising_queries(
-                denoising_targets,
-                num_queries=config.num_queries,
-                num_labels=config.num_labels,
-                num_denoising=config.num_denoising,
-                label_noise_ratio=config.label_noise_ratio,
-                box_noise_scale=config.box_noise_scale,
-                label_embedding=self.denoising_label_embeddings,
-                hidden_dim=config.hidden_dim,
+            content, anchors_unsigmoided, self_attention_mask, denoising_meta_values = self._add_denoising_queries(
+                content, anchors_unsigmoided, denoising_targets
             )
             if denoising_meta_values is not None:
                 num_denoising_queries = denoising_meta_values["num_denoising_queries"]
-                content = torch.cat([dn_content.to(content.dtype), content], dim=1)
-                anchors_unsigmoided = torch.cat([dn_anchors.to(anchors_unsigmoided.dtype), anchors_unsigmoided], 1)
-                self_attention_mask = torch.zeros(dn_mask.shape, dtype=content.dtype, device=content.device)
-                self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
 
         # every step's masks are needed for the loss (also for an eval-mode loss); at plain inference only the last
         predict_all_masks = self.training or denoising_targets is not None
@@ -1381,7 +1480,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         decoder_outputs = self.decoder(
             inputs_embeds=content,
             reference_points=anchors_unsigmoided.sigmoid(),
-            encoder_hidden_states=memory,
+            encoder_hidden_states=encoder_hidden_states,
             spatial_shapes=spatial_shapes,
             spatial_shapes_list=spatial_shapes_list,
             level_start_index=level_start_index,

@@ -404,6 +404,7 @@ class MaskDinoPostProcessingMixin:
                     owned_area, mask_area = int(owned.sum()), int(in_mask.sum())
                     if owned_area == 0 or mask_area == 0 or not segment_pixels.any():
                         continue
+                    # kept at ratio >= threshold, as the original (Mask2Former's check_segment_validity needs >)
                     if owned_area / mask_area < overlap_threshold:
                         continue
                     if label in fuse and label in fused_segment_ids:
