@@ -83,7 +83,7 @@ def predict(image: Image.Image, model, processor, task: str, threshold: float | 
         )[0]
         masks = result["segmentation"].cpu().numpy()
         for info, mask in zip(result["segments_info"], masks):
-            segments.append(Segment(info["label_id"], name(info["label_id"]), info["score"], info.get("bbox"), mask))
+            segments.append(Segment(info["label_id"], name(info["label_id"]), info["score"], info.get("box_xyxy"), mask))
     elif task == "semantic":
         segmentation = (
             processor.post_process_semantic_segmentation(outputs, target_sizes=target_sizes)[0].cpu().numpy()
