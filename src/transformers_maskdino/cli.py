@@ -292,7 +292,7 @@ def read_image(source: str) -> Image.Image:
 
         try:
             return load_image(source, timeout=URL_TIMEOUT_SECONDS).convert("RGB")
-        except Exception as error:  # the HTTP client's errors (connection, timeout, status) have no common base
+        except Exception as error:  # noqa: BLE001  (the HTTP client's errors have no common base)
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CommandError(
                 f"cannot download image {source!r}: {reason} (expected a reachable image URL)"
