@@ -1634,11 +1634,11 @@ def encoder_level_shapes(config: MaskDinoConfig, height: int, width: int) -> lis
     return shapes
 
 
-def _input_size_problem(config: MaskDinoConfig, height: int, width: int) -> str | None:
+def _input_size_problem(config: MaskDinoConfig, height: int, width: int, batch_size: int = 1) -> str | None:
     shapes = encoder_level_shapes(config, height, width)
-    # GroupNorm(32) over each level needs more than one value per group, also in eval mode
+    # GroupNorm(32) over each level needs more than one value per group over the batch, also in eval mode
     channels_per_group = config.feature_size // 32
-    if min(h * w for h, w in shapes) * channels_per_group < 2:
+    if batch_size * min(h * w for h, w in shapes) * channels_per_group < 2:
         return "its smallest encoder level has too few pixels for the GroupNorm of the pixel decoder"
     num_tokens = sum(h * w for h, w in shapes)
     if config.init_queries_from_encoder and num_tokens < config.num_queries:
@@ -1647,7 +1647,7 @@ def _input_size_problem(config: MaskDinoConfig, height: int, width: int) -> str 
 
 
 def minimum_input_size(config: MaskDinoConfig) -> int:
-    """The smallest side (a multiple of 32) of a square padded input that the model can take."""
+    """The smallest side (a multiple of 32) of a square padded input that the model can take as a single image."""
     side = 32
     while _input_size_problem(config, side, side) is not None:
         side += 32
@@ -1657,13 +1657,13 @@ def minimum_input_size(config: MaskDinoConfig) -> int:
 def check_input_size(config: MaskDinoConfig, pixel_values: Tensor) -> None:
     """Raises a `ValueError` naming the minimum input size when `pixel_values` is too small for the model."""
     height, width = pixel_values.shape[-2:]
-    problem = _input_size_problem(config, int(height), int(width))
+    problem = _input_size_problem(config, int(height), int(width), pixel_values.shape[0])
     if problem is not None:
         side = minimum_input_size(config)
         raise ValueError(
-            f"`pixel_values` of size {int(height)}x{int(width)} is too small for this model: {problem}. Inputs must "
-            f"be at least {side}x{side} pixels (or as many encoder tokens); resize the image up (e.g. the image "
-            "processor's `size`)."
+            f"`pixel_values` of size {int(height)}x{int(width)} (batch of {pixel_values.shape[0]}) is too small for "
+            f"this model: {problem}. Inputs must be at least {side}x{side} pixels (or as many encoder tokens); resize "
+            "the image up (e.g. the image processor's `size`)."
         )
 
 
