@@ -1233,7 +1233,9 @@ def verify_outputs(model, outputs_file: str | Path, tolerance: float = VERIFY_TO
         raise ConversionError(f"{outputs_file} lacks {sorted(required - set(reference))}; expected at least {sorted(required)}.")
     parameter = next(model.parameters())
     with torch.no_grad():
-        outputs = model.eval()(reference["pixel_values"].to(parameter.device, parameter.dtype))
+        outputs = model.eval()(
+            reference["pixel_values"].to(parameter.device, parameter.dtype), output_auxiliary_logits=True
+        )
     differences, failures, ignored = {}, [], []
     for key in sorted(reference):
         if key == "pixel_values" or not key.startswith("decoder."):

@@ -83,7 +83,7 @@ def check_instances(processor, outputs, index, reference, prefix, name):
     torch.testing.assert_close(scores, expected_scores, atol=1e-3, rtol=0, msg=f"{name}: instance scores")
     image_height, image_width = reference[f"{prefix}instances.image_size"].tolist()
     box_tolerance = 1e-3 * max(image_height, image_width)
-    boxes = torch.tensor([s["bbox"] for s in segments]).reshape(-1, 4)
+    boxes = torch.tensor([s["box_xyxy"] for s in segments]).reshape(-1, 4)
     expected_boxes = reference[f"{prefix}instances.pred_boxes"]
     torch.testing.assert_close(boxes, expected_boxes, atol=box_tolerance, rtol=0, msg=f"{name}: instance boxes")
     masks, expected_masks = result["segmentation"], reference[f"{prefix}instances.pred_masks"].bool()

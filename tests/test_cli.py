@@ -2,6 +2,8 @@
 # Licensed under the Apache License, Version 2.0.
 """Tests of the `maskdino-segment` command's drawing."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -99,9 +101,99 @@ def test_command_plain_summary(checkpoint, image_path, tmp_path, capsys):
 def test_command_reports_unreadable_images(checkpoint, tmp_path, capsys):
     from transformers_maskdino.cli import main
 
-    missing = tmp_path / "missing.png"
-    assert main([str(missing), "--model", str(checkpoint), "--output", str(tmp_path / "o.png")]) == 2
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    assert main([str(broken), "--model", str(checkpoint), "--output", str(tmp_path / "o.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--output", "{tmp}/x.xyz"], "has no image extension PIL can write"),
+        (["--output", "/proc/x.png"], "cannot write --output '/proc/x.png'"),
+        (["--device", "cuda:7", "--output", "{tmp}/o.png"], "--device 'cuda:7'"),
+        (["--device", "gpu", "--output", "{tmp}/o.png"], "is not a torch device"),
+        (["--model", "/nonexistent", "--output", "{tmp}/o.png"], "--model '/nonexistent': no such directory"),
+        (["--model", "{image}", "--output", "{tmp}/o.png"], "is a file; expected a checkpoint directory"),
+        (["http://127.0.0.1:9/x.png", "--output", "{tmp}/o.png"], "cannot download image 'http://127.0.0.1:9/x.png'"),
+        (["{tmp}/missing.png", "--output", "{tmp}/o.png"], "no such image file or directory"),
+        (["{tmp}", "--output", "{tmp}/o.png"], "holds no image files"),
+        (["--task", "semantic", "--threshold", "0.3", "--output", "{tmp}/o.png"], "does not apply to --task semantic"),
+        (["--task", "panoptic", "--coco-results", "{tmp}/r.json", "--output", "{tmp}/o.png"], "--coco-results is for"),
+    ],
+)
+def test_command_errors_are_one_line_before_inference(checkpoint, image_path, tmp_path, capsys, monkeypatch, arguments, message):
+    import transformers_maskdino.cli as cli
+
+    def no_inference(*args, **kwargs):
+        raise AssertionError("inference ran before the error was found")
+
+    monkeypatch.setattr(cli, "predict", no_inference)
+    arguments = [a.format(tmp=tmp_path, image=image_path) for a in arguments]
+    if not arguments[0].startswith(("http", str(tmp_path))) or arguments[0].endswith(".xyz"):
+        arguments = [str(image_path), *arguments]
+    if "--model" not in arguments:
+        arguments += ["--model", str(checkpoint)]
+    assert cli.main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("maskdino-segment: error: ") and message in error and "\n" not in error, error
+
+
+@pytest.mark.parametrize("value", ["5", "-0.1", "x"])
+def test_threshold_outside_0_1_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--threshold", value, "--output", "o.png"])
+    assert "expected a score between 0 and 1" in capsys.readouterr().err
+
+
+def test_command_on_a_directory_writes_one_overlay_json_and_coco_results_per_image(checkpoint, tmp_path, capsys):
+    import json
+
+    from transformers_maskdino.cli import main
+
+    pytest.importorskip("pycocotools")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(4)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    (images / "notes.txt").write_text("not an image")
+    output = tmp_path / "out"
+    arguments = [str(images), "--model", str(checkpoint), "--task", "instance", "--output", str(output)]
+    arguments += ["--batch-size", "2", "--threshold", "0.0", "--save-json", "--coco-results", str(output / "r.json")]
+    assert main(arguments + ["--json"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert [Path(s["image"]).name for s in summaries] == ["a.png", "b.png", "c.png"]
+    for summary in summaries:
+        overlay = Path(summary["output"])
+        assert overlay.parent == output and overlay.suffix == ".png" and Image.open(overlay).size[1] >= 50
+        assert json.loads(overlay.with_suffix(".json").read_text()) == summary
+    results = json.loads((output / "r.json").read_text())
+    assert sorted({r["image_id"] for r in results}) == [0, 1, 2]
+    assert len(results) == sum(len(s["segments"]) for s in summaries) > 0
+    from pycocotools import mask as mask_utils
+
+    assert all(mask_utils.decode(r["segmentation"]).shape == (50, 70) and len(r["bbox"]) == 4 for r in results)
+    # each image alone gives what the batch gave it (same-size images: the batch adds no padding)
+    assert main([str(images / "b.png"), "--model", str(checkpoint), "--task", "instance", "--threshold", "0.0",
+                 "--output", str(tmp_path / "b.png"), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert [s["label"] for s in alone["segments"]] == [s["label"] for s in summaries[1]["segments"]]
+
+
+def test_defaults_use_the_checkpoints_threshold(checkpoint, image_path, tmp_path, capsys):
+    import json
+
+    from transformers_maskdino import MaskDinoImageProcessor
+    from transformers_maskdino.cli import main
+
+    threshold = MaskDinoImageProcessor.from_pretrained(checkpoint).object_mask_threshold
+    for task in ("instance", "detection"):
+        output = str(tmp_path / f"{task}.png")
+        assert main([str(image_path), "--model", str(checkpoint), "--task", task, "--output", output, "--json"]) == 0
+        scores = [s["score"] for s in json.loads(capsys.readouterr().out)["segments"]]
+        assert all(score >= threshold - 1e-4 for score in scores)
 
 
 def test_help_lists_the_tasks():

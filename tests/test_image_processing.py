@@ -579,7 +579,7 @@ def test_padding_is_cropped_before_resizing(processor):
     )[0]
     first = instances["segments_info"][0]
     assert first["label_id"] == 0 and instances["segmentation"][0].all()
-    assert first["bbox"] == pytest.approx([0.0, 0.0, 64.0, 64.0])
+    assert first["box_xyxy"] == pytest.approx([0.0, 0.0, 64.0, 64.0])
     # (query 0, label 1) keeps query 0's full mask; query 1's mask lies in the padding, so it scores 0
     scores = [s["score"] for s in instances["segments_info"]]
     assert scores == pytest.approx(
@@ -649,13 +649,13 @@ def test_instance_selection_threshold_and_formats(processor_class, random_output
         assert result["segmentation"].shape[1:] == ((32, 48), (20, 40))[index]
     thresholded = processor.post_process_instance_segmentation(random_outputs, threshold=0.3)[0]
     assert all(s["score"] >= 0.3 for s in thresholded["segments_info"])
-    # segment map: background -1, ids from 1, higher scores on top
+    # segment map: background -1, ids from 0 (as Mask2Former), higher scores on top
     segmentation = thresholded["segmentation"]
     assert segmentation.dtype == torch.int32 and segmentation.min() >= -1
     rle = processor.post_process_instance_segmentation(random_outputs, return_coco_annotation=True)[0]
     assert len(rle["segmentation"]) == len(rle["segments_info"])
     assert all(sum(runs[1::2]) <= 32 * 48 for runs in rle["segmentation"])
-    with pytest.raises(ValueError, match="cannot both be True"):
+    with pytest.raises(ValueError, match="Set at most one of"):
         processor.post_process_instance_segmentation(
             random_outputs, return_binary_maps=True, return_coco_annotation=True
         )
@@ -667,8 +667,8 @@ def test_higher_scored_instances_cover_lower_ones(processor):
     mask_logits = torch.full((1, 2, 4, 4), 10.0)  # both queries cover the whole image
     class_logits = torch.tensor([[[0.0], [3.0]]])
     result = processor.post_process_instance_segmentation(make_outputs(class_logits, mask_logits))[0]
-    assert [s["id"] for s in result["segments_info"]] == [1, 2]
-    assert (result["segmentation"] == 1).all()
+    assert [s["id"] for s in result["segments_info"]] == [0, 1]
+    assert (result["segmentation"] == 0).all()
 
 
 def test_panoptic_fuses_stuff_and_uses_thresholds(processor_class, random_outputs):
@@ -710,7 +710,7 @@ def test_half_precision_outputs(processor, random_outputs):
 def test_target_sizes_must_match_the_batch(processor, random_outputs):
     with pytest.raises(ValueError, match="`target_sizes` has 1 entries but the outputs hold 2 images"):
         processor.post_process_semantic_segmentation(random_outputs, target_sizes=[(4, 4)])
-    with pytest.raises(ValueError, match="must be \\(height, width\\)"):
+    with pytest.raises(ValueError, match="must be a positive \\(height, width\\)"):
         processor.post_process_instance_segmentation(random_outputs, target_sizes=[(4, 4, 4), (4, 4)])
 
 

@@ -150,7 +150,7 @@ def test_swin_backbone_builds_and_runs():
     config = tiny_config(backbone_config=backbone, encoder_in_features=["stage1", "stage2", "stage3", "stage4"], num_feature_levels=5)
     model = make_model(config)
     with torch.no_grad():
-        outputs = model(torch.randn(1, 3, 64, 96))
+        outputs = model(torch.randn(1, 3, 64, 96), output_hidden_states=True)
     assert [tuple(f.shape[-2:]) for f in outputs.multi_scale_features] == [(16, 24), (8, 12), (4, 6), (2, 3), (1, 2)]
     assert outputs.masks_queries_logits.shape == (1, 8, 16, 24)
 
@@ -171,7 +171,7 @@ def test_swin_backbone_builds_and_runs():
 def test_output_shapes(kwargs, num_class_logits, has_proposals):
     model = make_model(tiny_config(**kwargs))
     with torch.no_grad():
-        outputs = model(torch.randn(2, 3, 64, 96))
+        outputs = model(torch.randn(2, 3, 64, 96), output_auxiliary_logits=True)
     assert outputs.class_queries_logits.shape == (2, 8, num_class_logits)
     assert outputs.masks_queries_logits.shape == (2, 8, 16, 24)
     assert outputs.pred_boxes.shape == (2, 8, 4)

@@ -36,7 +36,9 @@ def variant_run(request, converted_reference):
     model = AutoModelForUniversalSegmentation.from_pretrained(converted_reference(variant)).eval()
     inputs = load_file(REFERENCE_DIR / variant / "inputs.safetensors")
     with torch.no_grad():
-        single = model(inputs["pixel_values"])
+        # intermediate feature maps come with `output_hidden_states`, earlier layers' predictions with
+        # `output_auxiliary_logits`
+        single = model(inputs["pixel_values"], output_hidden_states=True, output_auxiliary_logits=True)
         batch = model(normalized_padded_batch([inputs["image"], inputs["image2"]], *inputs["pixel_values"].shape[-2:]))
     return variant, model, inputs, single, batch
 

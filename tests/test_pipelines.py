@@ -104,3 +104,87 @@ def test_object_detection_pipeline(checkpoint, direct, image):
     assert [r["score"] for r in results] == pytest.approx(expected["scores"].tolist())
     for result, box in zip(results, expected["boxes"].tolist()):
         assert [result["box"][key] for key in ("xmin", "ymin", "xmax", "ymax")] == [int(v) for v in box]
+
+
+# ------------------------------------------------------------------------------------------- batched pipelines
+
+
+def same_results(unbatched, batched, exact_boxes=True):
+    """Image for image the same labels, masks and boxes, and scores equal up to float32 batch effects."""
+    assert len(unbatched) == len(batched)
+    for single, together in zip(unbatched, batched):
+        assert [r["label"] for r in single] == [r["label"] for r in together]
+        assert [r["score"] for r in single] == pytest.approx([r["score"] for r in together], abs=1e-6)
+        for a, b in zip(single, together):
+            if "mask" in a:
+                assert np.array_equal(np.array(a["mask"]), np.array(b["mask"]))
+            if "box" in a:
+                assert a["box"] == b["box"]
+
+
+def random_images(shapes, seed=5):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)) for shape in shapes]
+
+
+@pytest.mark.parametrize("subtask", ["panoptic", "instance", "semantic"])
+def test_batched_segmentation_pipeline_equals_unbatched(segmenter, subtask):
+    images = random_images([(50, 70)] * 3)
+    kwargs = {"subtask": subtask} if subtask == "semantic" else {"subtask": subtask, "threshold": 0.0}
+    unbatched = [segmenter(image, **kwargs) for image in images]
+    assert all(len(results) > 0 for results in unbatched)
+    same_results(unbatched, segmenter(images, batch_size=2, **kwargs))
+
+
+def test_batched_pipelines_of_different_sizes_with_a_fixed_pad_size(checkpoint):
+    # the pipeline concatenates the processed images, so images of different sizes need one padded size
+    processor = MaskDinoImageProcessor.from_pretrained(checkpoint, pad_size={"height": 128, "width": 128})
+    images = random_images([(50, 70), (80, 40), (60, 90)])
+    segmenter = pipeline("image-segmentation", model=str(checkpoint), image_processor=processor)
+    for subtask in ("panoptic", "instance", "semantic"):
+        kwargs = {"subtask": subtask} if subtask == "semantic" else {"subtask": subtask, "threshold": 0.0}
+        same_results([segmenter(image, **kwargs) for image in images], segmenter(images, batch_size=2, **kwargs))
+    detector = pipeline("object-detection", model=str(checkpoint), image_processor=processor)
+    same_results([detector(image, threshold=0.0) for image in images], detector(images, batch_size=2, threshold=0.0))
+
+
+def test_batched_detection_pipeline_equals_unbatched(checkpoint):
+    detector = pipeline("object-detection", model=str(checkpoint))
+    images = random_images([(50, 70)] * 3)
+    unbatched = [detector(image, threshold=0.0) for image in images]
+    assert all(len(results) > 0 for results in unbatched)
+    same_results(unbatched, detector(images, batch_size=2, threshold=0.0))
+
+
+def test_outputs_hold_no_per_layer_lists_by_default(checkpoint, image):
+    model = MaskDinoForUniversalSegmentation.from_pretrained(checkpoint).eval()
+    inputs = MaskDinoImageProcessor.from_pretrained(checkpoint)(image, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+        everything = model(**inputs, output_hidden_states=True, output_auxiliary_logits=True)
+    for name in ("auxiliary_outputs", "backbone_features", "encoder_inputs", "fpn_output", "multi_scale_features"):
+        assert getattr(outputs, name) is None and name not in outputs
+        assert getattr(everything, name) is not None
+    assert len(everything.auxiliary_outputs) == model.config.decoder_layers
+    assert len(everything.backbone_features) == 4 and len(everything.multi_scale_features) == 4
+    torch.testing.assert_close(outputs.class_queries_logits, everything.class_queries_logits, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------------- the pipelines' defaults
+
+
+def test_pipeline_default_threshold_warns_once_with_the_checkpoints_threshold(checkpoint, image, caplog):
+    import logging
+
+    segmenter = pipeline("image-segmentation", model=str(checkpoint))
+    with caplog.at_level(logging.WARNING, logger="transformers_maskdino"):
+        default = segmenter(image, subtask="instance")
+        segmenter(image, subtask="instance")
+    warnings = [r.getMessage() for r in caplog.records if "default threshold=0.9" in r.getMessage()]
+    assert len(warnings) == 1 and "Pass threshold=0.25" in warnings[0]
+    # the advice is right: the checkpoint's threshold gives more
+    assert len(segmenter(image, subtask="instance", threshold=0.25)) > len(default)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="transformers_maskdino"):
+        pipeline("image-segmentation", model=str(checkpoint))(image, subtask="instance", threshold=0.25)
+    assert not [r for r in caplog.records if "default threshold" in r.getMessage()]

@@ -92,6 +92,24 @@ class MaskDinoDecoderOutput(ModelOutput):
 
 
 @dataclass
+class MaskDinoPredictionOutput(ModelOutput):
+    r"""
+    One set of predictions (here: of the encoder proposals), a `ModelOutput` so that pipelines can slice it per image.
+
+    class_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_class_logits)`):
+        Class logits.
+    masks_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, height / 4, width / 4)`):
+        Mask logits.
+    pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_queries, 4)`):
+        Sigmoid (center_x, center_y, width, height) boxes relative to the padded input.
+    """
+
+    class_queries_logits: torch.FloatTensor | None = None
+    masks_queries_logits: torch.FloatTensor | None = None
+    pred_boxes: torch.FloatTensor | None = None
+
+
+@dataclass
 class MaskDinoModelOutput(ModelOutput):
     r"""
     class_queries_logits (`torch.FloatTensor` of shape `(batch_size, num_queries, num_class_logits)`):
@@ -105,8 +123,9 @@ class MaskDinoModelOutput(ModelOutput):
         Predictions before the last layer, earliest first: the initial prediction from the selected queries (when
         `config.initial_prediction`), then every decoder layer but the last. Each dict has `class_queries_logits`,
         `masks_queries_logits` (`None` at inference, i.e. in eval mode without targets: the original predicts
-        intermediate masks only for the loss) and `pred_boxes`.
-    encoder_proposal_outputs (`dict`, *optional*):
+        intermediate masks only for the loss) and `pred_boxes`. [`MaskDinoForUniversalSegmentation`] returns them
+        only with `output_auxiliary_logits=True`.
+    encoder_proposal_outputs ([`MaskDinoPredictionOutput`], *optional*):
         With query selection (`config.init_queries_from_encoder`): `class_queries_logits`, `masks_queries_logits`
         and `pred_boxes` of the top-`num_queries` encoder tokens.
     denoising_outputs (`dict`, *optional*):
@@ -126,14 +145,14 @@ class MaskDinoModelOutput(ModelOutput):
         With query selection: indices of the selected encoder tokens.
     mask_features (`torch.FloatTensor` of shape `(batch_size, mask_feature_size, height / 4, width / 4)`):
         Per-pixel mask embeddings of the pixel decoder.
-    multi_scale_features (`tuple(torch.FloatTensor)`):
-        Pixel-decoder encoder outputs per level, in encoder level order.
-    backbone_features (`tuple(torch.FloatTensor)`):
-        Backbone feature maps, one per backbone `out_features` entry.
-    encoder_inputs (`tuple(torch.FloatTensor)`):
-        Inputs of the deformable encoder per level, in encoder level order.
-    fpn_output (`torch.FloatTensor`):
-        FPN output at stride `common_stride`.
+    multi_scale_features (`tuple(torch.FloatTensor)`, *optional*):
+        Pixel-decoder encoder outputs per level, in encoder level order; with `output_hidden_states=True`.
+    backbone_features (`tuple(torch.FloatTensor)`, *optional*):
+        Backbone feature maps, one per backbone `out_features` entry; with `output_hidden_states=True`.
+    encoder_inputs (`tuple(torch.FloatTensor)`, *optional*):
+        Inputs of the deformable encoder per level, in encoder level order; with `output_hidden_states=True`.
+    fpn_output (`torch.FloatTensor`, *optional*):
+        FPN output at stride `common_stride`; with `output_hidden_states=True`.
     encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, feature_size)`):
         Flattened output of the deformable encoder.
     encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions, cross_attentions (`tuple`, *optional*):
@@ -144,7 +163,7 @@ class MaskDinoModelOutput(ModelOutput):
     masks_queries_logits: torch.FloatTensor | None = None
     pred_boxes: torch.FloatTensor | None = None
     auxiliary_outputs: list[dict] | None = None
-    encoder_proposal_outputs: dict | None = None
+    encoder_proposal_outputs: MaskDinoPredictionOutput | None = None
     denoising_outputs: dict | None = None
     denoising_meta_values: dict | None = None
     last_hidden_state: torch.FloatTensor | None = None
@@ -184,7 +203,10 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
         Valid (height, width) of each image in input pixels, from `pixel_mask` (the padded size without one).
     padded_image_sizes (`torch.LongTensor` of shape `(batch_size, 2)`):
         (height, width) of the padded input, repeated per image.
-    auxiliary_outputs, encoder_proposal_outputs, denoising_outputs, denoising_meta_values:
+    auxiliary_outputs (`list[dict]`, *optional*):
+        As in [`MaskDinoModelOutput`], returned with `output_auxiliary_logits=True` (as Mask2Former's
+        `auxiliary_logits`).
+    encoder_proposal_outputs, denoising_outputs, denoising_meta_values:
         As in [`MaskDinoModelOutput`].
     last_hidden_state, intermediate_hidden_states, intermediate_reference_points, encoder_class_logits,
     encoder_topk_indices, mask_features, multi_scale_features, backbone_features, encoder_inputs, fpn_output,
@@ -201,7 +223,7 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
     image_sizes: torch.LongTensor | None = None
     padded_image_sizes: torch.LongTensor | None = None
     auxiliary_outputs: list[dict] | None = None
-    encoder_proposal_outputs: dict | None = None
+    encoder_proposal_outputs: MaskDinoPredictionOutput | None = None
     denoising_outputs: dict | None = None
     denoising_meta_values: dict | None = None
     last_hidden_state: torch.FloatTensor | None = None
@@ -1368,11 +1390,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         selected_boxes = torch.gather(encoder_boxes_unsigmoided, 1, topk_indices.unsqueeze(-1).expand(-1, -1, 4))
         selected_tokens = torch.gather(tokens, 1, topk_indices.unsqueeze(-1).expand(-1, -1, hidden_dim))
         proposal_class_logits, proposal_mask_logits = self.decoder.predict(selected_tokens, mask_features)
-        proposal_outputs = {
-            "class_queries_logits": proposal_class_logits,
-            "masks_queries_logits": proposal_mask_logits,
-            "pred_boxes": selected_boxes.sigmoid(),
-        }
+        proposal_outputs = MaskDinoPredictionOutput(
+            class_queries_logits=proposal_class_logits,
+            masks_queries_logits=proposal_mask_logits,
+            pred_boxes=selected_boxes.sigmoid(),
+        )
         content = selected_tokens.detach()
         if self.config.learnable_query_content:
             content = self.query_content_embeddings.weight[None].expand(batch_size, -1, -1)
@@ -1436,6 +1458,9 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
                 In training, per image `labels` and normalised `boxes` from which denoising queries are built.
         """
         config = self.config
+        check_input_size(config, pixel_values)
+        output_hidden_states = kwargs.get("output_hidden_states")
+        output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
         backbone_outputs = self.backbone(pixel_values)
         features = dict(zip(self.backbone.out_features, backbone_outputs.feature_maps))
         pixel_decoder_outputs = self.pixel_decoder(features, **kwargs)
@@ -1536,10 +1561,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             encoder_class_logits=encoder_class_logits,
             encoder_topk_indices=topk_indices,
             mask_features=mask_features,
-            multi_scale_features=multi_scale_features,
-            backbone_features=tuple(backbone_outputs.feature_maps),
-            encoder_inputs=pixel_decoder_outputs.encoder_inputs,
-            fpn_output=pixel_decoder_outputs.fpn_output,
+            # intermediate feature maps, as transformers models return them: only when asked for
+            multi_scale_features=multi_scale_features if output_hidden_states else None,
+            backbone_features=tuple(backbone_outputs.feature_maps) if output_hidden_states else None,
+            encoder_inputs=pixel_decoder_outputs.encoder_inputs if output_hidden_states else None,
+            fpn_output=pixel_decoder_outputs.fpn_output if output_hidden_states else None,
             encoder_last_hidden_state=pixel_decoder_outputs.encoder_last_hidden_state,
             encoder_hidden_states=pixel_decoder_outputs.encoder_hidden_states,
             encoder_attentions=pixel_decoder_outputs.encoder_attentions,
@@ -1697,6 +1723,49 @@ def raise_if_non_finite_loss(loss_dict: dict[str, Tensor]) -> None:
         )
 
 
+def encoder_level_shapes(config: MaskDinoConfig, height: int, width: int) -> list[tuple[int, int]]:
+    """(height, width) of every encoder level for a padded input of `height x width` (multiples of 32)."""
+    strides = sorted(stage_stride(name) for name in config.encoder_in_features)
+    shapes = [(height // stride, width // stride) for stride in strides]
+    for _ in range(config.num_feature_levels - len(strides)):
+        # the extra levels are 3x3 stride-2 convolutions with padding 1 of the previous one
+        shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
+    return shapes
+
+
+def _input_size_problem(config: MaskDinoConfig, height: int, width: int, batch_size: int = 1) -> str | None:
+    shapes = encoder_level_shapes(config, height, width)
+    # GroupNorm(32) over each level needs more than one value per group over the batch, also in eval mode
+    channels_per_group = config.feature_size // 32
+    if batch_size * min(h * w for h, w in shapes) * channels_per_group < 2:
+        return "its smallest encoder level has too few pixels for the GroupNorm of the pixel decoder"
+    num_tokens = sum(h * w for h, w in shapes)
+    if config.init_queries_from_encoder and num_tokens < config.num_queries:
+        return f"its encoder levels have {num_tokens} tokens but the decoder selects `num_queries={config.num_queries}`"
+    return None
+
+
+def minimum_input_size(config: MaskDinoConfig) -> int:
+    """The smallest side (a multiple of 32) of a square padded input that the model can take as a single image."""
+    side = 32
+    while _input_size_problem(config, side, side) is not None:
+        side += 32
+    return side
+
+
+def check_input_size(config: MaskDinoConfig, pixel_values: Tensor) -> None:
+    """Raises a `ValueError` naming the minimum input size when `pixel_values` is too small for the model."""
+    height, width = pixel_values.shape[-2:]
+    problem = _input_size_problem(config, int(height), int(width), pixel_values.shape[0])
+    if problem is not None:
+        side = minimum_input_size(config)
+        raise ValueError(
+            f"`pixel_values` of size {int(height)}x{int(width)} (batch of {pixel_values.shape[0]}) is too small for "
+            f"this model: {problem}. Inputs must be at least {side}x{side} pixels (or as many encoder tokens); resize "
+            "the image up (e.g. the image processor's `size`)."
+        )
+
+
 def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor:
     """(height, width) of the valid region of each image: the extent of `pixel_mask`'s ones, or the padded size."""
     batch_size, _, height, width = pixel_values.shape
@@ -1786,6 +1855,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         # not named `*_labels`: Trainer treats every such argument as a label it must find in each eval batch
         target_boxes: list[Tensor] | None = None,
         target_has_masks: list[Tensor] | None = None,
+        output_auxiliary_logits: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MaskDinoForUniversalSegmentationOutput:
         r"""
@@ -1806,9 +1876,13 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                 Per image, `(num_targets,)`: False for box-only targets (detection data), whose `mask_labels` rows
                 are ignored: they train the class and box heads and add no mask loss; their box is the one in
                 `target_boxes`. The other targets take their box from their mask.
+            output_auxiliary_logits (`bool`, *optional*):
+                Also return the earlier layers' predictions (`auxiliary_outputs`). Defaults to
+                `config.output_auxiliary_logits` when set, else `False` (as Mask2Former).
         """
         self._check_inputs(pixel_values, pixel_mask)
         validate_training_inputs(pixel_values, mask_labels, class_labels, target_boxes, self.config.num_labels, self.training)
+        check_input_size(self.config, pixel_values)
         image_sizes = valid_image_sizes(pixel_values, pixel_mask)
         targets = None
         if mask_labels is not None:
@@ -1822,13 +1896,19 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
             loss = sum(loss_dict.values())
             raise_if_non_finite_loss(loss_dict)
 
+        if output_auxiliary_logits is None:
+            output_auxiliary_logits = getattr(self.config, "output_auxiliary_logits", None) or False
+        fields = dict(outputs)
+        if not output_auxiliary_logits:
+            # a list over layers: pipelines slice every output field by image, which a per-layer list defeats
+            fields.pop("auxiliary_outputs", None)
         padded = torch.tensor(pixel_values.shape[-2:], dtype=torch.long, device=pixel_values.device)
         return MaskDinoForUniversalSegmentationOutput(
             loss=loss,
             loss_dict=loss_dict,
             image_sizes=image_sizes,
             padded_image_sizes=padded[None].expand(pixel_values.shape[0], -1),
-            **outputs,
+            **fields,
         )
 
 
@@ -1836,5 +1916,6 @@ __all__ = [
     "MaskDinoForUniversalSegmentation",
     "MaskDinoModel",
     "MaskDinoPreTrainedModel",
+    "MaskDinoPredictionOutput",
     "MultiScaleDeformableAttention",
 ]

@@ -561,8 +561,8 @@ class SegmentationEvaluator:
                 "score": float(info["score"]),
                 "segmentation": _coco_mask(mask),
             }
-            if "bbox" in info:
-                x0, y0, x1, y1 = info["bbox"]
+            if "box_xyxy" in info:
+                x0, y0, x1, y1 = info["box_xyxy"]
                 detection["bbox"] = [x0, y0, x1 - x0, y1 - y0]
             else:
                 detection["bbox"] = _mask_bbox(mask)
