@@ -250,7 +250,10 @@ class MultiScaleDeformableAttention(nn.Module):
         attention_weights: Tensor,
         im2col_step: int,
     ):
-        if use_compiled_deformable_attention(value):
+        # exported graphs (torch.export, ONNX, TorchScript tracing) use the portable grid_sample path: the compiled
+        # op has no ONNX translation and would tie the graph to this package's kernel library
+        exporting = torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+        if not exporting and use_compiled_deformable_attention(value):
             return msda_kernels.multi_scale_deformable_attention(
                 value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights
             )
@@ -1715,7 +1718,9 @@ def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor
     """(height, width) of the valid region of each image: the extent of `pixel_mask`'s ones, or the padded size."""
     batch_size, _, height, width = pixel_values.shape
     if pixel_mask is None:
-        return torch.tensor([[height, width]] * batch_size, dtype=torch.long, device=pixel_values.device)
+        # expanded, not a list of batch_size rows: keeps the batch size symbolic under torch.export
+        size = torch.tensor([height, width], dtype=torch.long, device=pixel_values.device)
+        return size[None].expand(batch_size, -1)
     mask = pixel_mask.bool()
     rows = mask.any(dim=2).long()
     columns = mask.any(dim=1).long()
