@@ -105,6 +105,8 @@ def test_half_precision_demo_model_gives_the_same_segments(dtype):
     semantic = [processor.post_process_semantic_segmentation(o)[0] for o in (reference, half)]
     assert (semantic[0] == semantic[1]).float().mean().item() >= 0.99
     panoptic = [processor.post_process_panoptic_segmentation(o)[0] for o in (reference, half)]
-    assert [s["label_id"] for s in panoptic[0]["segments_info"]] == [s["label_id"] for s in panoptic[1]["segments_info"]]
+    assert [s["label_id"] for s in panoptic[0]["segments_info"]] == [
+        s["label_id"] for s in panoptic[1]["segments_info"]
+    ]
     agreement = (panoptic[0]["segmentation"] == panoptic[1]["segmentation"]).float().mean().item()
     assert agreement >= 0.99

@@ -141,7 +141,11 @@ def main(argv=None) -> None:
     parser.add_argument("output", help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument(
-        "--sample-size", type=int, nargs=2, default=(128, 160), metavar=("HEIGHT", "WIDTH"),
+        "--sample-size",
+        type=int,
+        nargs=2,
+        default=(128, 160),
+        metavar=("HEIGHT", "WIDTH"),
         help="size of the traced example input (multiples of 32); the graph accepts any size",
     )
     args = parser.parse_args(argv)
