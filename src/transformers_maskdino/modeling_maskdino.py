@@ -272,7 +272,10 @@ class MultiScaleDeformableAttention(nn.Module):
         attention_weights: Tensor,
         im2col_step: int,
     ):
-        if use_compiled_deformable_attention(value):
+        # exported graphs (torch.export, ONNX, TorchScript tracing) use the portable grid_sample path: the compiled
+        # op has no ONNX translation and would tie the graph to this package's kernel library
+        exporting = torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+        if not exporting and use_compiled_deformable_attention(value):
             return msda_kernels.multi_scale_deformable_attention(
                 value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights
             )
@@ -281,8 +284,12 @@ class MultiScaleDeformableAttention(nn.Module):
         # (the same operations, shorter names)
         batch_size, _, num_heads, head_dim = value.shape
         _, num_queries, num_heads, num_levels, num_points, _ = sampling_locations.shape
-        value_list = value.split([height * width for height, width in value_spatial_shapes_list], dim=1)
-        sampling_grids = 2 * sampling_locations - 1
+        # Sampled and summed in float32 for half-precision inputs, like the compiled kernels: CPU `grid_sample` in
+        # bfloat16/float16 rounds pixel coordinates to 8/11 bits and on the strided per-level views below returns
+        # garbage (values of 1e35, NaN); the output goes back to `value`'s dtype.
+        compute_dtype = float32_or_wider(value.dtype)
+        value_list = value.to(compute_dtype).split([height * width for height, width in value_spatial_shapes_list], 1)
+        sampling_grids = 2 * sampling_locations.to(compute_dtype) - 1
         sampling_value_list = []
         for level_id, (height, width) in enumerate(value_spatial_shapes_list):
             # batch_size, height*width, num_heads, head_dim -> batch_size*num_heads, head_dim, height, width
@@ -294,7 +301,7 @@ class MultiScaleDeformableAttention(nn.Module):
                 F.grid_sample(value_l, sampling_grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
             )
         # batch_size, num_queries, num_heads, num_levels, num_points -> batch_size*num_heads, 1, num_queries, levels*points
-        attention_weights = attention_weights.transpose(1, 2).reshape(
+        attention_weights = attention_weights.to(compute_dtype).transpose(1, 2).reshape(
             batch_size * num_heads, 1, num_queries, num_levels * num_points
         )
         output = (
@@ -302,7 +309,7 @@ class MultiScaleDeformableAttention(nn.Module):
             .sum(-1)
             .view(batch_size, num_heads * head_dim, num_queries)
         )
-        return output.transpose(1, 2).contiguous()
+        return output.transpose(1, 2).to(value.dtype).contiguous()
 
 
 class MaskDinoFrozenBatchNorm2d(nn.Module):
@@ -342,6 +349,12 @@ def replace_batch_norm(module: nn.Module) -> None:
             module._modules[name] = frozen
         else:
             replace_batch_norm(child)
+
+
+def float32_or_wider(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of box coordinates, reference points and deformable-attention sampling: float32 in bfloat16/float16
+    models (bfloat16's 8-bit mantissa rounds a coordinate by up to 0.4% of the image: 5 px at 1216), else `dtype`."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def sine_position_embedding_2d(
@@ -804,7 +817,9 @@ class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
             level_start_index (`torch.LongTensor` of shape `(num_levels,)`):
                 Start of each level in the sequence.
         """
-        reference_points = self.get_reference_points(spatial_shapes_list, inputs_embeds.device, inputs_embeds.dtype)
+        reference_points = self.get_reference_points(
+            spatial_shapes_list, inputs_embeds.device, float32_or_wider(inputs_embeds.dtype)
+        )
         reference_points = reference_points.expand(inputs_embeds.shape[0], -1, len(spatial_shapes_list), -1)
         hidden_states = inputs_embeds
         for layer in self.layers:
@@ -1235,7 +1250,8 @@ def build_denoising_queries(
 def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype) -> tuple[Tensor, Tensor]:
     """
     Unsigmoided proposal boxes of every encoder token (decoder level order): the token's pixel centre, with width and
-    height `0.05 * 2**level`. Proposals not strictly inside (0.01, 0.99) are invalid and get `+inf`.
+    height `0.05 * 2**level`. Proposals not strictly inside (0.01, 0.99) are invalid and get `+inf`. The proposals
+    are in `dtype`, at least float32 (see `float32_or_wider`).
 
     Returns:
         proposals `(batch_size, sequence_length, 4)` and the validity mask `(batch_size, sequence_length, 1)`.
@@ -1253,7 +1269,7 @@ def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype
     proposals = torch.cat(proposals, 0)[None].expand(batch_size, -1, -1)
     valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
     proposals = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float("inf"))
-    return proposals.to(dtype), valid
+    return proposals.to(float32_or_wider(dtype)), valid
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
@@ -1401,7 +1417,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         anchors_unsigmoided = selected_boxes.detach()
         if self.config.mask_enhanced_box_init != "none":
             anchors = mask_enhanced_anchor_boxes(proposal_mask_logits.detach(), self.config.mask_enhanced_box_init)
-            anchors_unsigmoided = inverse_sigmoid(anchors).to(encoder_hidden_states.dtype)
+            anchors_unsigmoided = inverse_sigmoid(anchors)
         return MaskDinoQuerySelection(
             content, anchors_unsigmoided, proposal_outputs, encoder_class_logits, topk_indices
         )
@@ -1485,7 +1501,8 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             encoder_class_logits, topk_indices = selection.encoder_class_logits, selection.topk_indices
         else:
             content = self.query_content_embeddings.weight[None].expand(batch_size, -1, -1)
-            anchors_unsigmoided = self.query_anchor_embeddings.weight[None].expand(batch_size, -1, -1)
+            anchors = self.query_anchor_embeddings.weight.to(float32_or_wider(content.dtype))
+            anchors_unsigmoided = anchors[None].expand(batch_size, -1, -1)
 
         num_denoising_queries = 0
         self_attention_mask = denoising_meta_values = None
@@ -1770,7 +1787,9 @@ def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor
     """(height, width) of the valid region of each image: the extent of `pixel_mask`'s ones, or the padded size."""
     batch_size, _, height, width = pixel_values.shape
     if pixel_mask is None:
-        return torch.tensor([[height, width]] * batch_size, dtype=torch.long, device=pixel_values.device)
+        # expanded, not a list of batch_size rows: keeps the batch size symbolic under torch.export
+        size = torch.tensor([height, width], dtype=torch.long, device=pixel_values.device)
+        return size[None].expand(batch_size, -1)
     mask = pixel_mask.bool()
     rows = mask.any(dim=2).long()
     columns = mask.any(dim=1).long()
