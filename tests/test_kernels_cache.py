@@ -71,7 +71,7 @@ def test_cache_name_changes_with_everything_that_changes_the_binary(stand_in_sou
         "package_version": "9.9.9",
         "torch_version": "2.99.0",
         "torch_location": "/elsewhere/site-packages/torch",
-        "torch_cuda": "13.0",
+        "torch_cuda": "11.0",  # no torch this package supports was built with it
         "python": "cpython-399",
         "compiler": "/usr/bin/clang++",
         "compiler_version": "g++ (GCC) 99.1",
