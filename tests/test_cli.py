@@ -152,7 +152,6 @@ def test_command_on_a_directory_writes_one_overlay_json_and_coco_results_per_ima
 
     from transformers_maskdino.cli import main
 
-    pytest.importorskip("pycocotools")
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(4)
