@@ -71,13 +71,13 @@ def export_onnx(
         raise ValueError(f"`sample_size` must be multiples of 32, got {sample_size}.")
     model = model.eval()
     parameter = next(model.parameters())
-    # batch 2: with a batch of 1 the exporter specialises the batch dimension
-    sample = torch.zeros(2, model.config.num_channels, *sample_size, dtype=parameter.dtype, device=parameter.device)
+    # not a batch of 1, which the exporter specialises
+    sample = torch.zeros(3, model.config.num_channels, *sample_size, dtype=parameter.dtype, device=parameter.device)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         program = torch.onnx.export(
-            MaskDinoOnnxWrapper(model),
+            MaskDinoOnnxWrapper(model).eval(),
             (sample,),
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),

@@ -293,7 +293,12 @@ class MultiScaleDeformableAttention(nn.Module):
         sampling_value_list = []
         for level_id, (height, width) in enumerate(value_spatial_shapes_list):
             # batch_size, height*width, num_heads, head_dim -> batch_size*num_heads, head_dim, height, width
-            value_l = value_list[level_id].flatten(2).transpose(1, 2).reshape(batch_size * num_heads, head_dim, height, width)
+            value_l = (
+                value_list[level_id]
+                .flatten(2)
+                .transpose(1, 2)
+                .reshape(batch_size * num_heads, head_dim, height, width)
+            )
             # batch_size, num_queries, num_heads, num_points, 2 -> batch_size*num_heads, num_queries, num_points, 2
             sampling_grid_l = sampling_grids[:, :, :, level_id].transpose(1, 2).flatten(0, 1)
             # batch_size*num_heads, head_dim, num_queries, num_points
@@ -301,8 +306,10 @@ class MultiScaleDeformableAttention(nn.Module):
                 F.grid_sample(value_l, sampling_grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
             )
         # batch_size, num_queries, num_heads, num_levels, num_points -> batch_size*num_heads, 1, num_queries, levels*points
-        attention_weights = attention_weights.to(compute_dtype).transpose(1, 2).reshape(
-            batch_size * num_heads, 1, num_queries, num_levels * num_points
+        attention_weights = (
+            attention_weights.to(compute_dtype)
+            .transpose(1, 2)
+            .reshape(batch_size * num_heads, 1, num_queries, num_levels * num_points)
         )
         output = (
             (torch.stack(sampling_value_list, dim=-2).flatten(-2) * attention_weights)
@@ -766,6 +773,16 @@ def stage_stride(stage_name: str) -> int:
     return 2 ** (int(stage_name[5:]) + 1)
 
 
+def sizes_tensor(sizes, dtype: torch.dtype, device) -> Tensor:
+    """
+    A tensor of (possibly nested) sizes. `torch.tensor` would turn symbolic sizes (under torch.export or dynamic
+    torch.compile) into constants of the traced input's size; stacking one scalar per size keeps them symbolic.
+    """
+    if isinstance(sizes[0], (tuple, list)):
+        return torch.stack([sizes_tensor(row, dtype, device) for row in sizes])
+    return torch.stack([torch.scalar_tensor(size, dtype=dtype, device=device) for size in sizes])
+
+
 def flatten_feature_levels(levels: list[Tensor]):
     """
     Flattens feature maps `(batch_size, channels, height_l, width_l)` into one token sequence.
@@ -777,7 +794,7 @@ def flatten_feature_levels(levels: list[Tensor]):
     """
     spatial_shapes_list = [tuple(level.shape[-2:]) for level in levels]
     sequence = torch.cat([level.flatten(2).transpose(1, 2) for level in levels], 1)
-    spatial_shapes = torch.as_tensor(spatial_shapes_list, dtype=torch.long, device=sequence.device)
+    spatial_shapes = sizes_tensor(spatial_shapes_list, torch.long, sequence.device)
     level_start_index = torch.cat((spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1]))
     return sequence, spatial_shapes_list, spatial_shapes, level_start_index
 
@@ -840,8 +857,8 @@ class MaskDinoPixelDecoderEncoder(MaskDinoPreTrainedModel):
         points = []
         for height, width in spatial_shapes_list:
             ref_y, ref_x = torch.meshgrid(
-                torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device) / height,
-                torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device) / width,
+                (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height,
+                (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width,
                 indexing="ij",
             )
             points.append(torch.stack((ref_x.reshape(-1), ref_y.reshape(-1)), -1))
@@ -864,7 +881,9 @@ class MaskDinoPixelDecoder(nn.Module):
         feature_size = config.feature_size
 
         projections = [
-            nn.Sequential(nn.Conv2d(backbone_channels[name], feature_size, kernel_size=1), nn.GroupNorm(32, feature_size))
+            nn.Sequential(
+                nn.Conv2d(backbone_channels[name], feature_size, kernel_size=1), nn.GroupNorm(32, feature_size)
+            )
             for name in self.encoder_in_features
         ]
         in_channels = backbone_channels[self.encoder_in_features[-1]]
@@ -920,7 +939,9 @@ class MaskDinoPixelDecoder(nn.Module):
             [
                 sine_position_embedding_2d(
                     batch_size, height, width, self.config.feature_size // 2, inputs_embeds.device, inputs_embeds.dtype
-                ).flatten(2).transpose(1, 2)
+                )
+                .flatten(2)
+                .transpose(1, 2)
                 + self.level_embed[i].view(1, 1, -1)
                 for i, (height, width) in enumerate(spatial_shapes_list)
             ],
@@ -1054,7 +1075,6 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
             intermediate_hidden_states=torch.stack(intermediate, dim=1),
             intermediate_reference_points=torch.stack(references, dim=1),
         )
-
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1259,8 +1279,8 @@ def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype
     proposals = []
     for level, (height, width) in enumerate(spatial_shapes_list):
         grid_y, grid_x = torch.meshgrid(
-            torch.linspace(0, height - 1, height, dtype=torch.float32, device=device),
-            torch.linspace(0, width - 1, width, dtype=torch.float32, device=device),
+            torch.arange(height, dtype=torch.float32, device=device),
+            torch.arange(width, dtype=torch.float32, device=device),
             indexing="ij",
         )
         grid = torch.stack([(grid_x + 0.5) / width, (grid_y + 0.5) / height], -1)
@@ -1324,7 +1344,7 @@ def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
             ],
             1,
         )
-    scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    scale = sizes_tensor([width, height, width, height], torch.float32, boxes.device)
     return (corners_to_center_format(boxes) / scale).reshape(batch_size, num_queries, 4)
 
 
@@ -1644,8 +1664,10 @@ def validate_training_inputs(
         checks.append(
             (
                 non_finite.any(),
-                lambda: f"`pixel_values[{non_finite.nonzero()[0].item()}]` holds NaN or infinite values; nothing was "
-                "run (a training step would have spread them into the BatchNorm statistics and the weights).",
+                lambda: (
+                    f"`pixel_values[{non_finite.nonzero()[0].item()}]` holds NaN or infinite values; nothing was "
+                    "run (a training step would have spread them into the BatchNorm statistics and the weights)."
+                ),
             )
         )
     if mask_labels is None:
@@ -1684,17 +1706,21 @@ def validate_training_inputs(
             checks.append(
                 (
                     ((masks != 0) & (masks != 1)).any(),
-                    lambda i=i, masks=masks: f"`mask_labels[{i}]` must be binary (0/1 or bool), got values "
-                    f"{masks.unique()[:6].tolist()}{' ...' if masks.unique().numel() > 6 else ''}; 0/255 masks must "
-                    "be divided by 255 (e.g. `masks > 127`).",
+                    lambda i=i, masks=masks: (
+                        f"`mask_labels[{i}]` must be binary (0/1 or bool), got values "
+                        f"{masks.unique()[:6].tolist()}{' ...' if masks.unique().numel() > 6 else ''}; 0/255 masks must "
+                        "be divided by 255 (e.g. `masks > 127`)."
+                    ),
                 )
             )
         if labels.numel():
             checks.append(
                 (
                     (labels < 0).any() | (labels >= num_labels).any(),
-                    lambda i=i, labels=labels: f"`class_labels[{i}]` must be in [0, {num_labels - 1}] (the model has "
-                    f"{num_labels} labels), got {labels.tolist()}.",
+                    lambda i=i, labels=labels: (
+                        f"`class_labels[{i}]` must be in [0, {num_labels - 1}] (the model has "
+                        f"{num_labels} labels), got {labels.tolist()}."
+                    ),
                 )
             )
         if target_boxes is None:
@@ -1711,10 +1737,12 @@ def validate_training_inputs(
             checks.append(
                 (
                     ~torch.isfinite(boxes).all() | (boxes < 0).any() | (boxes > 1).any(),
-                    lambda i=i, boxes=boxes: f"`target_boxes[{i}]` must hold finite (center_x, center_y, width, "
-                    "height) boxes normalised by the unpadded image size, all in [0, 1]; got values from "
-                    f"{boxes.min().item():g} to {boxes.max().item():g} (pixel boxes must be divided by the image "
-                    "width and height).",
+                    lambda i=i, boxes=boxes: (
+                        f"`target_boxes[{i}]` must hold finite (center_x, center_y, width, "
+                        "height) boxes normalised by the unpadded image size, all in [0, 1]; got values from "
+                        f"{boxes.min().item():g} to {boxes.max().item():g} (pixel boxes must be divided by the image "
+                        "width and height)."
+                    ),
                 )
             )
     _raise_first_failure(checks)
@@ -1758,7 +1786,9 @@ def _input_size_problem(config: MaskDinoConfig, height: int, width: int, batch_s
         return "its smallest encoder level has too few pixels for the GroupNorm of the pixel decoder"
     num_tokens = sum(h * w for h, w in shapes)
     if config.init_queries_from_encoder and num_tokens < config.num_queries:
-        return f"its encoder levels have {num_tokens} tokens but the decoder selects `num_queries={config.num_queries}`"
+        return (
+            f"its encoder levels have {num_tokens} tokens but the decoder selects `num_queries={config.num_queries}`"
+        )
     return None
 
 
@@ -1773,6 +1803,10 @@ def minimum_input_size(config: MaskDinoConfig) -> int:
 def check_input_size(config: MaskDinoConfig, pixel_values: Tensor) -> None:
     """Raises a `ValueError` naming the minimum input size when `pixel_values` is too small for the model."""
     height, width = pixel_values.shape[-2:]
+    if not isinstance(height, int) or not isinstance(width, int) or not isinstance(pixel_values.shape[0], int):
+        # symbolic sizes (torch.export, torch.compile with dynamic shapes): testing them would specialise the graph
+        # to the traced size; `export_onnx.dynamic_shapes` starts its ranges at `minimum_input_size` instead
+        return
     problem = _input_size_problem(config, int(height), int(width), pixel_values.shape[0])
     if problem is not None:
         side = minimum_input_size(config)
@@ -1788,7 +1822,7 @@ def valid_image_sizes(pixel_values: Tensor, pixel_mask: Tensor | None) -> Tensor
     batch_size, _, height, width = pixel_values.shape
     if pixel_mask is None:
         # expanded, not a list of batch_size rows: keeps the batch size symbolic under torch.export
-        size = torch.tensor([height, width], dtype=torch.long, device=pixel_values.device)
+        size = sizes_tensor([height, width], torch.long, pixel_values.device)
         return size[None].expand(batch_size, -1)
     mask = pixel_mask.bool()
     rows = mask.any(dim=2).long()
@@ -1900,7 +1934,9 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
                 `config.output_auxiliary_logits` when set, else `False` (as Mask2Former).
         """
         self._check_inputs(pixel_values, pixel_mask)
-        validate_training_inputs(pixel_values, mask_labels, class_labels, target_boxes, self.config.num_labels, self.training)
+        validate_training_inputs(
+            pixel_values, mask_labels, class_labels, target_boxes, self.config.num_labels, self.training
+        )
         check_input_size(self.config, pixel_values)
         image_sizes = valid_image_sizes(pixel_values, pixel_mask)
         targets = None
@@ -1921,7 +1957,7 @@ class MaskDinoForUniversalSegmentation(MaskDinoPreTrainedModel):
         if not output_auxiliary_logits:
             # a list over layers: pipelines slice every output field by image, which a per-layer list defeats
             fields.pop("auxiliary_outputs", None)
-        padded = torch.tensor(pixel_values.shape[-2:], dtype=torch.long, device=pixel_values.device)
+        padded = sizes_tensor(pixel_values.shape[-2:], torch.long, pixel_values.device)
         return MaskDinoForUniversalSegmentationOutput(
             loss=loss,
             loss_dict=loss_dict,
