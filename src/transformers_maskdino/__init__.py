@@ -18,6 +18,7 @@ from transformers import (
     AutoModelForObjectDetection,
     AutoModelForUniversalSegmentation,
 )
+from transformers.models.auto import modeling_auto
 from transformers.utils import is_torchvision_available, logging
 
 from .configuration_maskdino import MaskDinoConfig
@@ -40,6 +41,14 @@ def register() -> None:
     AutoModel.register(MaskDinoConfig, MaskDinoModel, exist_ok=True)
     for auto_class in (AutoModelForUniversalSegmentation, AutoModelForImageSegmentation, AutoModelForObjectDetection):
         auto_class.register(MaskDinoConfig, MaskDinoForUniversalSegmentation, exist_ok=True)
+    # The image-segmentation and object-detection pipelines check the model class against these name tables (not the
+    # registered classes) and log an error for any other. The Auto mappings are unaffected: they look up registered
+    # classes first and list only model types of transformers' own config table, which has no "maskdino".
+    for names in (
+        modeling_auto.MODEL_FOR_UNIVERSAL_SEGMENTATION_MAPPING_NAMES,
+        modeling_auto.MODEL_FOR_OBJECT_DETECTION_MAPPING_NAMES,
+    ):
+        names.setdefault(MaskDinoConfig.model_type, MaskDinoForUniversalSegmentation.__name__)
     image_processor_classes = {"pil": MaskDinoImageProcessorPil}
     if is_torchvision_available():
         image_processor_classes["torchvision"] = MaskDinoImageProcessor
