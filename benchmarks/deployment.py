@@ -138,7 +138,11 @@ def run_child(mode: str, args, **extra) -> dict:
     command += ["--height", str(args.height), "--width", str(args.width), "--compile-sizes", *args.compile_sizes]
     for name, value in extra.items():
         command += [f"--{name}", str(value)]
-    completed = subprocess.run(command, check=False, capture_output=True, text=True)
+    env = dict(os.environ)
+    if mode == "compile":
+        # a cold compile: inductor's cache (by default /tmp/torchinductor_$USER) would otherwise shorten it
+        env.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="maskdino-inductor-"))
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{completed.stderr[-4000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])

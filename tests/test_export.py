@@ -195,17 +195,18 @@ def test_torch_compile_dynamic_does_not_recompile_for_a_new_size(demo_model, dem
 
 
 @pytest.mark.slow
-def test_onnx_full_size_fixture(tmp_path, converted_reference):
-    """The ONNX check on the full-size converted r50_instance fixture, traced at 512x512, run at its 800x1216 input
-    (batch 1) and at 640x640 (batch 2)."""
+def test_onnx_full_size_fixture(tmp_path, converted_reference, monkeypatch):
+    """The ONNX check on the full-size converted r50_instance fixture (ResNet-50, 6 encoder and 9 decoder layers),
+    traced at 256x256 and run at the fixture's 160x224 input (batch 1) and at 320x320 (batch 2). The reference is the
+    PyTorch path the graph was traced from (`MASKDINO_KERNELS=off`): with random weights the top-k query selection
+    ranks near-tied scores, which the compiled kernel's different rounding would reorder."""
     model = MaskDinoForUniversalSegmentation.from_pretrained(converted_reference("r50_instance")).eval()
-    path = export_onnx(model, tmp_path / "r50.onnx", sample_size=(512, 512))
+    path = export_onnx(model, tmp_path / "r50.onnx", sample_size=(256, 256))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     fixture_pixels = load_file(REFERENCE_DIR / "r50_instance" / "inputs.safetensors")["pixel_values"]
-    for pixel_values in (
-        fixture_pixels,
-        torch.nn.functional.interpolate(fixture_pixels, (640, 640)).repeat(2, 1, 1, 1),
-    ):
+    resized = torch.nn.functional.interpolate(fixture_pixels, (320, 320), mode="bilinear").repeat(2, 1, 1, 1)
+    monkeypatch.setenv("MASKDINO_KERNELS", "off")
+    for pixel_values in (fixture_pixels, resized):
         with torch.no_grad():
             reference = model(pixel_values=pixel_values)
         raw = session.run(None, {"pixel_values": pixel_values.numpy()})
