@@ -67,8 +67,20 @@ def test_half_precision_outputs_are_finite(fixture_models, variant, dtype, kerne
     assert outputs.pred_boxes.dtype == torch.float32
 
 
+# (class, mask, box) correlation with float32, float32's discrete decisions kept. bfloat16 cannot reach issue 11's
+# 0.999 on these random-weight fixtures: a float32 forward whose weights and input are merely rounded to bfloat16
+# (what any `dtype=torch.bfloat16` model starts from) already correlates 0.9936 / 0.9972 / 0.9989 / 0.9991 in mask
+# logits (r50_panoptic / r50_instance / r50_semantic / swin_panoptic), and rounding the input alone gives 0.9981 on
+# r50_panoptic. Measured with bfloat16 arithmetic: masks 0.974-0.998, classes 0.995-0.9995, boxes 0.997-0.9999.
+MIN_CORRELATION = {
+    torch.float16: (0.999, 0.999, 0.999),
+    torch.bfloat16: (0.995, 0.97, 0.997),
+}
+
+
+@pytest.mark.parametrize("dtype", HALF_DTYPES)
 @pytest.mark.parametrize("variant", REFERENCE_VARIANTS)
-def test_float16_tracks_float32_with_the_same_discrete_decisions(fixture_models, variant, monkeypatch):
+def test_half_precision_tracks_float32_with_the_same_discrete_decisions(fixture_models, variant, dtype, monkeypatch):
     decisions = {}
     real_topk, real_anchors = torch.topk, modeling.mask_enhanced_anchor_boxes
 
@@ -87,10 +99,9 @@ def test_float16_tracks_float32_with_the_same_discrete_decisions(fixture_models,
     monkeypatch.setattr(modeling, "mask_enhanced_anchor_boxes", recorded_anchors)
     with torch.no_grad():
         reference = fixture_models(variant, torch.float32)(pixel_values(variant))
-        half = fixture_models(variant, torch.float16)(pixel_values(variant).half())
-    for name in ("class_queries_logits", "masks_queries_logits"):
-        assert correlation(reference[name], half[name]) >= 0.999, name
-    assert correlation(reference.pred_boxes, half.pred_boxes) >= 0.999
+        half = fixture_models(variant, dtype)(pixel_values(variant).to(dtype))
+    for name, minimum in zip(("class_queries_logits", "masks_queries_logits", "pred_boxes"), MIN_CORRELATION[dtype]):
+        assert correlation(reference[name], half[name]) >= minimum, name
 
 
 @pytest.mark.parametrize("dtype", HALF_DTYPES)
