@@ -79,11 +79,10 @@ def test_the_demo_model_segments_its_sample_image(sample_scene):
     )
     assert (class_agnostic["tp"][0], class_agnostic["fp"][0], class_agnostic["fn"][0]) == (6, 0, 0)
     assert class_agnostic["iou"][0] / 6 > 0.85
-    # ... and all but one with the right class: the model takes the upper-left square for a circle (it confuses
-    # shapes: thing PQ 0.49 on held-out images, see the model card)
+    # ... and every one with the right class
     stats = panoptic_matching(predicted_map, predicted_labels, ground_truth_masks, ground_truth_labels, len(LABELS))
-    assert stats["tp"].sum() == 5 and stats["tp"][STUFF_LABEL_IDS].sum() == 2
-    assert panoptic_quality(stats, STUFF_LABEL_IDS)["PQ"] > 0.7
+    assert stats["tp"].sum() == 6 and stats["fp"].sum() == 0 and stats["fn"].sum() == 0
+    assert panoptic_quality(stats, STUFF_LABEL_IDS)["PQ"] > 0.85
 
 
 def test_maskdino_segment_runs_the_demo_model_offline(tmp_path, capsys, monkeypatch):
@@ -104,7 +103,7 @@ def test_maskdino_segment_runs_the_demo_model_offline(tmp_path, capsys, monkeypa
     assert status == 0
     summary = json.loads(capsys.readouterr().out)
     found = sorted(segment["label"] for segment in summary["segments"])
-    assert found == ["circle", "circle", "grass", "sky", "square", "triangle"]  # one square taken for a circle
+    assert found == ["circle", "grass", "sky", "square", "square", "triangle"]
     overlay = Image.open(output)
     assert overlay.height == SAMPLE_SIZE and overlay.width > SAMPLE_SIZE  # with the legend panel
 
@@ -115,6 +114,20 @@ def test_maskdino_segment_defaults_to_the_demo_model_and_its_sample(tmp_path, ca
     assert maskdino_segment(["--output", str(output), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert sorted(segment["label"] for segment in summary["segments"]) == [
-        "circle", "circle", "grass", "sky", "square", "triangle"
+        "circle",
+        "grass",
+        "sky",
+        "square",
+        "square",
+        "triangle",
     ]
     assert Image.open(output).height == SAMPLE_SIZE
+
+
+@pytest.mark.parametrize("task", ["instance", "detection"])
+def test_maskdino_segment_defaults_find_every_shape_of_the_sample_once(tmp_path, capsys, monkeypatch, task):
+    # at the checkpoint's own threshold: the four shapes, each once, with the right label
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert maskdino_segment(["--task", task, "--output", str(tmp_path / "overlay.png"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert sorted(segment["label"] for segment in summary["segments"]) == ["circle", "square", "square", "triangle"]

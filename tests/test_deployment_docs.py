@@ -35,7 +35,7 @@ def test_deployment_recipes_run_and_agree(tmp_path, monkeypatch):
     with torch.no_grad():
         outputs = model(**inputs)
     target_sizes = [image.size[::-1]]
-    expected = processor.post_process_panoptic_segmentation(outputs, threshold=0.25, target_sizes=target_sizes)[0]
+    expected = processor.post_process_panoptic_segmentation(outputs, target_sizes=target_sizes)[0]
     assert expected["segments_info"], "the demo finds nothing on its sample: the comparisons below would be empty"
     for name in ("onnx_panoptic", "openvino_panoptic"):
         result = namespace[name]
