@@ -49,7 +49,16 @@ def test_deployment_recipes_run_and_agree(tmp_path, monkeypatch):
         s["label_id"] for s in expected["segments_info"]
     )
 
-    # torch.export's program gives the eager outputs
+    # torch.export's program (traced with a batch of 3 at 128x160) gives the eager outputs at the sample's size, and at
+    # a batch of 2 at another size
+    pixel_values = torch.nn.functional.interpolate(inputs["pixel_values"], (192, 224), mode="bilinear").repeat(
+        2, 1, 1, 1
+    )
+    with torch.no_grad():
+        exported_outputs = namespace["exported"].module()(pixel_values)
+        eager_outputs = model(pixel_values=pixel_values)
+    for index, name in enumerate(("class_queries_logits", "masks_queries_logits", "pred_boxes")):
+        torch.testing.assert_close(exported_outputs[index], eager_outputs[name], rtol=1e-4, atol=1e-3)
     for name, value in zip(
         ("class_queries_logits", "masks_queries_logits", "pred_boxes"), ("class_logits", "mask_logits", "boxes")
     ):
