@@ -1,13 +1,24 @@
-"""Full-size Mask DINO inference on CPU with the compiled deformable-attention kernels on and off.
+"""Full-size Mask DINO inference on CPU, against the machine's own limits (issue 12).
 
 The R50 instance-segmentation model at its released size (`MaskDinoConfig()` defaults: ResNet-50, 300 queries,
-9 decoder layers, 6 encoder layers, 80 classes) with random weights, on one random 3x800x1216 image, 2 threads. Each
-setting runs in its own fresh process (so peak RSS is that process's VmHWM: Python, torch, the model and the forward),
-alternating kernels on / off for `--rounds` rounds; every process does one warm-up forward and `--repeats` timed ones.
-Reports median latency, peak RSS, and the largest difference between the two settings' outputs.
+9 decoder layers, 6 encoder layers, 80 classes) with random weights, on one random 800x1216 RGB image (which the default processor keeps at 800x1216; a smaller `--height`/`--width`
+is resized up to a shorter side of 800). Settings:
+
+- `fp32`: float32 with the compiled deformable-attention kernel (`MASKDINO_KERNELS=require`);
+- `fp32-pytorch`: float32 with the pure-PyTorch path (`MASKDINO_KERNELS=off`);
+- `bf16`: the model in bfloat16 (`.to(torch.bfloat16)`, what `from_pretrained(..., dtype=torch.bfloat16)` gives),
+  kernel on.
+
+Each setting runs in its own fresh process, interleaved for `--rounds` rounds. A process first measures the machine's
+float32 and bfloat16 matmul throughput (GFLOP/s, 2048x2048 products, with the same thread count), then does one
+warm-up and `--repeats` timed forwards, then `--repeats` timed whole calls (image processor + forward + instance
+post-processing at the image size). The forward's FLOPs are counted once (`torch.utils.flop_counter`, which counts
+matrix products and convolutions, not deformable sampling or element-wise work). Reported per setting: median forward
+latency, the fraction of the limit it reaches (FLOPs / that process's matmul throughput in the setting's dtype /
+latency), the whole call, peak RSS (VmHWM) and the load average.
 
     python benchmarks/inference.py
-    python benchmarks/inference.py --rounds 1 --repeats 2 --height 512 --width 768
+    python benchmarks/inference.py --rounds 1 --repeats 2 --settings fp32 bf16
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+SETTINGS = {"fp32": "require", "fp32-pytorch": "off", "bf16": "require"}
 
 
 def read_status_bytes(field: str) -> int:
@@ -31,47 +43,107 @@ def read_status_bytes(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def process_cpu_seconds() -> float:
-    """User + system CPU time of this process, all threads: less sensitive than wall time to other load."""
-    times = os.times()
-    return times.user + times.system
+def matmul_gflops(dtype, size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / min(times) / 1e9
 
 
-def child(args) -> None:
+def build_model():
     import torch
 
     from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = MaskDinoForUniversalSegmentation(MaskDinoConfig()).eval()
-    pixel_values = torch.randn(1, 3, args.height, args.width, generator=torch.Generator().manual_seed(1))
-    rss_model = read_status_bytes("VmRSS")
-    times, cpu_times = [], []
+    return MaskDinoForUniversalSegmentation(MaskDinoConfig()).eval()
+
+
+def test_image(height: int, width: int):
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(1).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def flops_child(args) -> None:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from transformers_maskdino import MaskDinoImageProcessorPil
+
+    torch.set_num_threads(args.threads)
+    model = build_model()
+    pixel_values = MaskDinoImageProcessorPil()(images=test_image(args.height, args.width), return_tensors="pt")
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(pixel_values=pixel_values["pixel_values"])
+    print(json.dumps({"flops": counter.get_total_flops()}))
+
+
+def latency_child(args) -> None:
+    import torch
+
+    from transformers_maskdino import MaskDinoImageProcessorPil
+
+    torch.set_num_threads(args.threads)
+    throughput = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    dtype = torch.bfloat16 if args.child == "bf16" else torch.float32
+    model = build_model().to(dtype)
+    processor = MaskDinoImageProcessorPil()
+    image = test_image(args.height, args.width)
+    pixel_values = processor(images=image, return_tensors="pt")["pixel_values"].to(dtype)
     with torch.inference_mode():
-        start = time.perf_counter()
-        outputs = model(pixel_values)
-        warm_up = time.perf_counter() - start
+        model(pixel_values=pixel_values)
+        forward_times, call_times = [], []
         for _ in range(args.repeats):
-            start, start_cpu = time.perf_counter(), process_cpu_seconds()
-            model(pixel_values)
-            times.append(time.perf_counter() - start)
-            cpu_times.append(process_cpu_seconds() - start_cpu)
-    torch.save(
-        {name: getattr(outputs, name) for name in ("class_queries_logits", "masks_queries_logits", "pred_boxes")},
-        args.output,
-    )
+            start = time.perf_counter()
+            model(pixel_values=pixel_values)
+            forward_times.append(time.perf_counter() - start)
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            inputs = processor(images=image, return_tensors="pt")
+            outputs = model(pixel_values=inputs["pixel_values"].to(dtype), pixel_mask=inputs["pixel_mask"])
+            processor.post_process_instance_segmentation(outputs, target_sizes=[(image.height, image.width)])
+            call_times.append(time.perf_counter() - start)
     print(
         json.dumps(
             {
-                "times": times,
-                "cpu_times": cpu_times,
-                "warm_up": warm_up,
-                "rss_after_model_init": rss_model,
+                "matmul_gflops": throughput,
+                "forward": forward_times,
+                "whole_call": call_times,
                 "peak_rss": read_status_bytes("VmHWM"),
+                "input": list(pixel_values.shape),
             }
         )
     )
+
+
+def run_child(mode: str, args) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+    ]
+    command += ["--height", str(args.height), "--width", str(args.width)]
+    env = dict(os.environ, MASKDINO_KERNELS=SETTINGS.get(mode, "auto"))
+    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -81,12 +153,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
-    parser.add_argument("--child", choices=["require", "off"], help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--child", choices=[*SETTINGS, "flops"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "flops":
+        return flops_child(args)
     if args.child:
-        child(args)
-        return
+        return latency_child(args)
 
     import torch
 
@@ -94,39 +167,38 @@ def main():
 
     msda_kernels.load_kernel("cpu")  # build outside the timed processes
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    results = {"require": [], "off": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for round_index in range(args.rounds):
-            for mode in ("require", "off"):
-                output = os.path.join(tmp, f"{mode}.pt")
-                command = [sys.executable, __file__, "--child", mode, "--output", output]
-                command += ["--repeats", str(args.repeats), "--threads", str(args.threads)]
-                command += ["--height", str(args.height), "--width", str(args.width)]
-                env = dict(os.environ, MASKDINO_KERNELS=mode)
-                completed = subprocess.run(command, env=env, capture_output=True, text=True)
-                if completed.returncode != 0:
-                    raise RuntimeError(completed.stderr)
-                result = json.loads(completed.stdout.strip().splitlines()[-1])
-                results[mode].append(result)
-                print(f"# round {round_index} kernels {mode}: {json.dumps(result)}", flush=True)
-        on, off = torch.load(os.path.join(tmp, "require.pt")), torch.load(os.path.join(tmp, "off.pt"))
-        differences = {name: (on[name] - off[name]).abs().max().item() for name in on}
-        scales = {name: off[name].abs().max().item() for name in off}
+    print(f"# torch {torch.__version__}, {args.threads} threads; load average before: {load_before}", flush=True)
+    flops = run_child("flops", args)["flops"]
+    print(f"# forward FLOPs (matrix products and convolutions): {flops / 1e9:.1f} G", flush=True)
+    results = {setting: [] for setting in args.settings}
+    for round_index in range(args.rounds):
+        for setting in args.settings:
+            result = run_child(setting, args)
+            results[setting].append(result)
+            print(f"# round {round_index} {setting}: {json.dumps(result)}", flush=True)
 
-    print(f"\n# torch {torch.__version__}, {args.threads} threads, input 1x3x{args.height}x{args.width}")
-    print(f"# load average before/after: {load_before} / {Path('/proc/loadavg').read_text().split()[:3]}")
-    print("| kernels | median latency | latencies (s) | median CPU time (all threads) | peak RSS | RSS after model init |")
-    print("|---|---|---|---|---|---|")
-    for mode, label in (("require", "on (C++)"), ("off", "off (PyTorch)")):
-        times = [t for result in results[mode] for t in result["times"]]
-        cpu_times = [t for result in results[mode] for t in result["cpu_times"]]
-        peak = max(result["peak_rss"] for result in results[mode])
-        init = max(result["rss_after_model_init"] for result in results[mode])
+    shape = "x".join(map(str, results[args.settings[0]][0]["input"]))
+    print(
+        f"\n## image {args.height}x{args.width}, input {shape}, {args.threads} threads, {flops / 1e9:.0f} GFLOP per forward"
+    )
+    print(
+        "| setting | median forward | forwards (s) | matmul GFLOP/s in that dtype (median) | fraction of the limit | "
+        "whole call (median) | peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for setting in args.settings:
+        forwards = [t for result in results[setting] for t in result["forward"]]
+        calls = [t for result in results[setting] for t in result["whole_call"]]
+        dtype_key = "bf16" if setting == "bf16" else "fp32"
+        throughput = statistics.median(result["matmul_gflops"][dtype_key] for result in results[setting])
+        forward = statistics.median(forwards)
+        fraction = flops / (throughput * 1e9) / forward
+        peak = max(result["peak_rss"] for result in results[setting])
         print(
-            f"| {label} | **{statistics.median(times):.2f} s** | {', '.join(f'{t:.2f}' for t in times)} | "
-            f"{statistics.median(cpu_times):.2f} s | {peak / 2**30:.2f} GB | {init / 2**30:.2f} GB |"
+            f"| {setting} | **{forward:.2f} s** | {', '.join(f'{t:.2f}' for t in forwards)} | {throughput:.0f} | "
+            f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {peak / 2**30:.2f} GB |"
         )
-    print("\nmax |on - off| (max |off|): " + ", ".join(f"{k} {differences[k]:.1e} ({scales[k]:.1e})" for k in differences))
+    print(f"\n# load average after: {Path('/proc/loadavg').read_text().split()[:3]}")
 
 
 if __name__ == "__main__":
