@@ -21,11 +21,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_process import run_json_child
 
 SETTINGS = ("float32", "bfloat16", "onnxruntime")
 OUTPUT_NAMES = ("class_queries_logits", "masks_queries_logits", "pred_boxes")
@@ -125,27 +125,15 @@ def compile_child(args) -> None:
 
 
 def run_child(mode: str, args, **extra) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--threads",
-        str(args.threads),
-        "--repeats",
-        str(args.repeats),
-    ]
-    command += ["--height", str(args.height), "--width", str(args.width), "--compile-sizes", *args.compile_sizes]
+    arguments = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    arguments += ["--height", str(args.height), "--width", str(args.width), "--compile-sizes", *args.compile_sizes]
     for name, value in extra.items():
-        command += [f"--{name}", str(value)]
+        arguments += [f"--{name}", str(value)]
     env = dict(os.environ)
     if mode == "compile":
         # a cold compile: inductor's cache (by default /tmp/torchinductor_$USER) would otherwise shorten it
         env.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="maskdino-inductor-"))
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return run_json_child(__file__, mode, arguments, env)
 
 
 def main():

@@ -27,10 +27,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from child_process import run_json_child
 
 SETTINGS = {"fp32": "require", "fp32-pytorch": "off", "bf16": "require"}
 
@@ -128,22 +128,9 @@ def latency_child(args) -> None:
 
 
 def run_child(mode: str, args) -> dict:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        "--threads",
-        str(args.threads),
-        "--repeats",
-        str(args.repeats),
-    ]
-    command += ["--height", str(args.height), "--width", str(args.width)]
-    env = dict(os.environ, MASKDINO_KERNELS=SETTINGS.get(mode, "auto"))
-    completed = subprocess.run(command, check=False, capture_output=True, text=True, env=env)
-    if completed.returncode != 0:
-        raise RuntimeError(f"{mode} failed:\n{completed.stderr[-4000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    arguments = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
+    arguments += ["--height", str(args.height), "--width", str(args.width)]
+    return run_json_child(__file__, mode, arguments, dict(os.environ, MASKDINO_KERNELS=SETTINGS.get(mode, "auto")))
 
 
 def main():

@@ -108,8 +108,15 @@ def memory_probe(implementation: str, case: str, mode: str) -> dict:
 
     The warm-up call uses 16 queries: it starts the thread pool and loads libraries without leaving freed
     full-size buffers in the heap for the measured call to reuse."""
-    warm_up = make_inputs(ENCODER_LEVELS, batch_size=1, num_heads=8, head_dim=32, num_queries=16, num_points=4,
-                          requires_grad=mode != "forward")
+    warm_up = make_inputs(
+        ENCODER_LEVELS,
+        batch_size=1,
+        num_heads=8,
+        head_dim=32,
+        num_queries=16,
+        num_points=4,
+        requires_grad=mode != "forward",
+    )
     one_call(implementation, mode, warm_up, torch.randn(1, 16, 256))
     inputs = build_inputs(case, requires_grad=mode != "forward")
     grad_output = torch.randn(1, CASES[case], 256)
@@ -197,7 +204,7 @@ def time_dtypes(case: str, mode: str, repeats: int):
     names = list(DTYPE_SETTINGS)
     times = {name: [] for name in names}
     for repeat in range(repeats):
-        order = names[repeat % len(names):] + names[: repeat % len(names)]
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]
         for name in order:
             implementation, inputs, grad = per_setting[name]
             gc.collect()
@@ -207,9 +214,7 @@ def time_dtypes(case: str, mode: str, repeats: int):
     return {
         name: {
             "ms": 1e3 * statistics.median(times[name]),
-            "speed_vs_cpp_float32": statistics.median(
-                [f / t for f, t in zip(times["cpp float32"], times[name])]
-            ),
+            "speed_vs_cpp_float32": statistics.median([f / t for f, t in zip(times["cpp float32"], times[name])]),
             "max_relative_error_vs_cpp_float32": errors[name],
         }
         for name in names
