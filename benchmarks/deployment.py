@@ -23,21 +23,11 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-from child_process import run_json_child
+from common import full_size_model, load_average, run_json_child, start_run
 
 SETTINGS = ("float32", "bfloat16", "onnxruntime")
 OUTPUT_NAMES = ("class_queries_logits", "masks_queries_logits", "pred_boxes")
-
-
-def full_size_model():
-    import torch
-
-    from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
-
-    torch.manual_seed(0)
-    return MaskDinoForUniversalSegmentation(MaskDinoConfig()).eval()
 
 
 def export_child(args) -> None:
@@ -159,11 +149,7 @@ def main():
 
     import torch
 
-    from transformers_maskdino import msda_kernels
-
-    msda_kernels.load_kernel("cpu")  # build outside the timed processes
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"# torch {torch.__version__}, {args.threads} threads; load average before: {load_before}", flush=True)
+    start_run(args.threads)
     if not args.skip_full_size:
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = os.path.join(tmp, "r50.onnx")
@@ -209,7 +195,7 @@ def main():
                 f"| {row['size']} | {row['first_compiled_call']:.1f} s | {row['eager'] * 1000:.0f} ms | "
                 f"{row['compiled'] * 1000:.0f} ms | {row['compiled'] / row['eager']:.2f} | {row['graphs_so_far']} |"
             )
-    print(f"\n# load average after: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(f"\n# load average after: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,8 @@ import json
 import os
 import statistics
 import time
-from pathlib import Path
 
-from child_process import run_json_child
+from common import full_size_model, load_average, run_json_child, start_run
 
 SETTINGS = {"fp32": "require", "fp32-pytorch": "off", "bf16": "require"}
 
@@ -58,15 +57,6 @@ def matmul_gflops(dtype, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / min(times) / 1e9
 
 
-def build_model():
-    import torch
-
-    from transformers_maskdino import MaskDinoConfig, MaskDinoForUniversalSegmentation
-
-    torch.manual_seed(0)
-    return MaskDinoForUniversalSegmentation(MaskDinoConfig()).eval()
-
-
 def test_image(height: int, width: int):
     import numpy as np
     from PIL import Image
@@ -81,7 +71,7 @@ def flops_child(args) -> None:
     from transformers_maskdino import MaskDinoImageProcessorPil
 
     torch.set_num_threads(args.threads)
-    model = build_model()
+    model = full_size_model()
     pixel_values = MaskDinoImageProcessorPil()(images=test_image(args.height, args.width), return_tensors="pt")
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
@@ -97,7 +87,7 @@ def latency_child(args) -> None:
     torch.set_num_threads(args.threads)
     throughput = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     dtype = torch.bfloat16 if args.child == "bf16" else torch.float32
-    model = build_model().to(dtype)
+    model = full_size_model().to(dtype)
     processor = MaskDinoImageProcessorPil()
     image = test_image(args.height, args.width)
     pixel_values = processor(images=image, return_tensors="pt")["pixel_values"].to(dtype)
@@ -148,13 +138,7 @@ def main():
     if args.child:
         return latency_child(args)
 
-    import torch
-
-    from transformers_maskdino import msda_kernels
-
-    msda_kernels.load_kernel("cpu")  # build outside the timed processes
-    load_before = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"# torch {torch.__version__}, {args.threads} threads; load average before: {load_before}", flush=True)
+    start_run(args.threads)
     flops = run_child("flops", args)["flops"]
     print(f"# forward FLOPs (matrix products and convolutions): {flops / 1e9:.1f} G", flush=True)
     results = {setting: [] for setting in args.settings}
@@ -185,7 +169,7 @@ def main():
             f"| {setting} | **{forward:.2f} s** | {', '.join(f'{t:.2f}' for t in forwards)} | {throughput:.0f} | "
             f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {peak / 2**30:.2f} GB |"
         )
-    print(f"\n# load average after: {Path('/proc/loadavg').read_text().split()[:3]}")
+    print(f"\n# load average after: {load_average()}")
 
 
 if __name__ == "__main__":
