@@ -3,10 +3,22 @@ a fresh process of the same script."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """The options every full-size benchmark takes: rounds, repeats, threads and the image size."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--width", type=int, default=1216)
+    return parser
 
 
 def full_size_model():

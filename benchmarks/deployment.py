@@ -24,7 +24,7 @@ import statistics
 import tempfile
 import time
 
-from common import full_size_model, load_average, run_json_child, start_run
+from common import base_parser, full_size_model, load_average, run_json_child, start_run
 
 SETTINGS = ("float32", "bfloat16", "onnxruntime")
 OUTPUT_NAMES = ("class_queries_logits", "masks_queries_logits", "pred_boxes")
@@ -127,12 +127,7 @@ def run_child(mode: str, args, **extra) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--height", type=int, default=800)
-    parser.add_argument("--width", type=int, default=1216)
+    parser = base_parser(__doc__)
     parser.add_argument("--compile-sizes", nargs="+", default=["160x160", "160x224", "480x640", "512x512"])
     parser.add_argument("--skip-full-size", action="store_true")
     parser.add_argument("--skip-compile", action="store_true")

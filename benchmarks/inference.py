@@ -29,7 +29,7 @@ import os
 import statistics
 import time
 
-from common import full_size_model, load_average, run_json_child, start_run
+from common import base_parser, full_size_model, load_average, run_json_child, start_run
 
 SETTINGS = {"fp32": "require", "fp32-pytorch": "off", "bf16": "require"}
 
@@ -124,12 +124,7 @@ def run_child(mode: str, args) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--height", type=int, default=800)
-    parser.add_argument("--width", type=int, default=1216)
+    parser = base_parser(__doc__)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--child", choices=[*SETTINGS, "flops"], help=argparse.SUPPRESS)
     args = parser.parse_args()
