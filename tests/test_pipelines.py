@@ -110,7 +110,7 @@ def test_object_detection_pipeline(checkpoint, direct, image):
 # ------------------------------------------------------------------------------------------- batched pipelines
 
 
-def same_results(unbatched, batched, exact_boxes=True, score_tolerance=1e-6):
+def same_results(unbatched, batched, score_tolerance=1e-6):
     """Image for image the same labels, masks and boxes, and scores equal up to float32 batch effects."""
     assert len(unbatched) == len(batched)
     for single, together in zip(unbatched, batched):
