@@ -471,3 +471,44 @@ def test_bad_inputs_get_clear_errors(make_inputs, message):
     with pytest.raises(ValueError) as error:
         model(**make_inputs())
     assert message in str(error.value)
+
+
+def test_mask_enhanced_anchor_boxes_equal_the_originals_min_and_max_over_coordinates():
+    # The original's definitions, written over full-size coordinate tensors; ours reduces the masks to their
+    # occupied rows and columns first. Cases: random blobs, empty masks, a single pixel at (0, 0), a full mask.
+    from transformers_maskdino.modeling_maskdino import mask_enhanced_anchor_boxes
+
+    generator = torch.Generator().manual_seed(0)
+    height, width = 13, 17
+    logits = torch.randn(2, 6, height, width, generator=generator) - 1.0
+    logits[0, 1] = -1.0
+    logits[0, 2] = -1.0
+    logits[0, 2, 0, 0] = 1.0
+    logits[1, 3] = 1.0
+    masks = logits.flatten(0, 1) > 0
+    y = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    x = torch.arange(width, dtype=torch.float32)[None, :].expand(height, width)
+    x_masked, y_masked = masks * x, masks * y
+    inclusive = torch.stack(
+        [
+            x_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+            y_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+            x_masked.flatten(1).max(-1)[0],
+            y_masked.flatten(1).max(-1)[0],
+        ],
+        1,
+    )
+    covering = torch.stack(
+        [
+            x_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+            y_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
+            x_masked.flatten(1).max(-1)[0] + 1,
+            y_masked.flatten(1).max(-1)[0] + 1,
+        ],
+        1,
+    ) * masks.flatten(1).any(-1, keepdim=True)
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    for box_init, corners in (("mask2box", inclusive), ("bitmask", covering)):
+        center = torch.cat([(corners[:, :2] + corners[:, 2:]) / 2, corners[:, 2:] - corners[:, :2]], -1)
+        expected = (center / scale).reshape(2, 6, 4)
+        torch.testing.assert_close(mask_enhanced_anchor_boxes(logits, box_init), expected, rtol=0, atol=0)

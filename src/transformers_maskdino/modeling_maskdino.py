@@ -523,9 +523,9 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         num_coordinates = reference_points.shape[-1]
         if num_coordinates == 2:
             offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-            sampling_locations = (
+            # in place on the fresh projection: over the encoder's tokens these are its largest temporaries
+            sampling_locations = sampling_offsets.div_(offset_normalizer[None, None, None, :, None, :]).add_(
                 reference_points[:, :, None, :, None, :]
-                + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
             )
         elif num_coordinates == 4:
             sampling_locations = (
@@ -969,7 +969,11 @@ class MaskDinoPixelDecoder(nn.Module):
             # The original upsamples `out[0]` (low2high) or `out[-1]` (high2low) of a list it keeps appending FPN
             # outputs to: the highest-resolution encoder level, or in high2low order the previous FPN output.
             coarser = outputs[-1] if self.low_resolution_first else outputs[0]
-            upsampled = F.interpolate(coarser, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            # contiguous first: the encoder levels are channels-last views of its tokens, on which CPU bilinear
+            # upsampling is several times slower (and would hand its layout to the FPN convolutions)
+            upsampled = F.interpolate(
+                coarser.contiguous(), size=lateral.shape[-2:], mode="bilinear", align_corners=False
+            )
             outputs.append(output_conv(lateral + upsampled))
 
         return MaskDinoPixelDecoderOutput(
@@ -1307,17 +1311,24 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     masks = masks.bool()
     if masks.shape[0] == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    x_min, y_min, x_end, y_end, non_empty = mask_extents(masks)
+    boxes = torch.stack([x_min, y_min, x_end, y_end], dim=1).float()
+    return boxes * non_empty[:, None]
+
+
+def mask_extents(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """First and one-past-last occupied column and row of each boolean mask `(num_masks, height, width)`, and
+    whether it has any pixel (the extents of empty masks are meaningless). Reduces the masks to their occupied
+    columns and rows first, so that nothing of the masks' full size is allocated."""
     height, width = masks.shape[-2:]
     columns = masks.any(dim=1)  # num_masks, width
     rows = masks.any(dim=2)  # num_masks, height
     # argmax returns the first maximal index: the first occupied column/row from either end
     x_min = columns.int().argmax(dim=1)
-    x_max = width - columns.flip(1).int().argmax(dim=1)
+    x_end = width - columns.flip(1).int().argmax(dim=1)
     y_min = rows.int().argmax(dim=1)
-    y_max = height - rows.flip(1).int().argmax(dim=1)
-    boxes = torch.stack([x_min, y_min, x_max, y_max], dim=1).float()
-    non_empty = columns.any(dim=1)
-    return boxes * non_empty[:, None]
+    y_end = height - rows.flip(1).int().argmax(dim=1)
+    return x_min, y_min, x_end, y_end, columns.any(dim=1)
 
 
 def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
@@ -1331,19 +1342,12 @@ def mask_enhanced_anchor_boxes(mask_logits: Tensor, box_init: str) -> Tensor:
     if box_init == "bitmask":
         boxes = masks_to_boxes(masks)
     else:
-        y = torch.arange(height, dtype=torch.float32, device=masks.device)[:, None].expand(height, width)
-        x = torch.arange(width, dtype=torch.float32, device=masks.device)[None, :].expand(height, width)
-        x_masked = masks * x
-        y_masked = masks * y
-        boxes = torch.stack(
-            [
-                x_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
-                y_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
-                x_masked.flatten(1).max(-1)[0],
-                y_masked.flatten(1).max(-1)[0],
-            ],
-            1,
-        )
+        # the original's min/max over `mask * coordinate`, with 1e8 where `~mask` for the minimum: the inclusive
+        # extents, and (1e8, 1e8, 0, 0) for an empty mask
+        x_min, y_min, x_end, y_end, non_empty = mask_extents(masks)
+        extents = torch.stack([x_min, y_min, x_end - 1, y_end - 1], dim=1).float()
+        empty_box = torch.tensor([1e8, 1e8, 0.0, 0.0], device=masks.device)
+        boxes = torch.where(non_empty[:, None], extents, empty_box)
     scale = sizes_tensor([width, height, width, height], torch.float32, boxes.device)
     return (corners_to_center_format(boxes) / scale).reshape(batch_size, num_queries, 4)
 
