@@ -7,7 +7,10 @@ is resized up to a shorter side of 800). Settings:
 - `fp32`: float32 with the compiled deformable-attention kernel (`MASKDINO_KERNELS=require`);
 - `fp32-pytorch`: float32 with the pure-PyTorch path (`MASKDINO_KERNELS=off`);
 - `bf16`: the model in bfloat16 (`.to(torch.bfloat16)`, what `from_pretrained(..., dtype=torch.bfloat16)` gives),
-  kernel on.
+  kernel on;
+- `fp32-malloc`, `bf16-malloc`: `fp32` and `bf16` with glibc's malloc told to keep freed memory for reuse
+  (`GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...`, the recipe in docs/deployment.md):
+  by default every tensor over 32 MB is a fresh `mmap` whose pages are faulted in again on each forward.
 
 Each setting runs in its own fresh process, interleaved for `--rounds` rounds. A process first measures the machine's
 float32 and bfloat16 matmul throughput (GFLOP/s, 2048x2048 products, with the same thread count), then does one
@@ -31,7 +34,15 @@ import time
 
 from common import base_parser, full_size_model, load_average, run_json_child, start_run
 
-SETTINGS = {"fp32": "require", "fp32-pytorch": "off", "bf16": "require"}
+# setting -> (MASKDINO_KERNELS, dtype, extra environment)
+MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+SETTINGS = {
+    "fp32": ("require", "fp32", {}),
+    "fp32-pytorch": ("off", "fp32", {}),
+    "bf16": ("require", "bf16", {}),
+    "fp32-malloc": ("require", "fp32", {"GLIBC_TUNABLES": MALLOC_TUNABLES}),
+    "bf16-malloc": ("require", "bf16", {"GLIBC_TUNABLES": MALLOC_TUNABLES}),
+}
 
 
 def read_status_bytes(field: str) -> int:
@@ -74,7 +85,9 @@ def flops_child(args) -> None:
     model = full_size_model()
     pixel_values = MaskDinoImageProcessorPil()(images=test_image(args.height, args.width), return_tensors="pt")
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
+    # with gradients enabled, so that every linear layer is an aten matrix product the counter sees (CPU inference
+    # fuses them into oneDNN calls it does not count)
+    with counter:
         model(pixel_values=pixel_values["pixel_values"])
     print(json.dumps({"flops": counter.get_total_flops()}))
 
@@ -86,7 +99,7 @@ def latency_child(args) -> None:
 
     torch.set_num_threads(args.threads)
     throughput = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
-    dtype = torch.bfloat16 if args.child == "bf16" else torch.float32
+    dtype = torch.bfloat16 if SETTINGS[args.child][1] == "bf16" else torch.float32
     model = full_size_model().to(dtype)
     processor = MaskDinoImageProcessorPil()
     image = test_image(args.height, args.width)
@@ -98,18 +111,24 @@ def latency_child(args) -> None:
             start = time.perf_counter()
             model(pixel_values=pixel_values)
             forward_times.append(time.perf_counter() - start)
+        call_parts = []
         for _ in range(args.repeats):
             start = time.perf_counter()
             inputs = processor(images=image, return_tensors="pt")
+            processed = time.perf_counter()
             outputs = model(pixel_values=inputs["pixel_values"].to(dtype), pixel_mask=inputs["pixel_mask"])
+            forwarded = time.perf_counter()
             processor.post_process_instance_segmentation(outputs, target_sizes=[(image.height, image.width)])
-            call_times.append(time.perf_counter() - start)
+            end = time.perf_counter()
+            call_times.append(end - start)
+            call_parts.append([processed - start, forwarded - processed, end - forwarded])
     print(
         json.dumps(
             {
                 "matmul_gflops": throughput,
                 "forward": forward_times,
                 "whole_call": call_times,
+                "whole_call_parts": call_parts,
                 "peak_rss": read_status_bytes("VmHWM"),
                 "input": list(pixel_values.shape),
             }
@@ -120,7 +139,8 @@ def latency_child(args) -> None:
 def run_child(mode: str, args) -> dict:
     arguments = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
     arguments += ["--height", str(args.height), "--width", str(args.width)]
-    return run_json_child(__file__, mode, arguments, dict(os.environ, MASKDINO_KERNELS=SETTINGS.get(mode, "auto")))
+    kernels, _, environment = SETTINGS.get(mode, ("auto", None, {}))
+    return run_json_child(__file__, mode, arguments, dict(os.environ, MASKDINO_KERNELS=kernels, **environment))
 
 
 def main():
@@ -149,20 +169,22 @@ def main():
     )
     print(
         "| setting | median forward | forwards (s) | matmul GFLOP/s in that dtype (median) | fraction of the limit | "
-        "whole call (median) | peak RSS |"
+        "whole call (median) | of which processor / forward / post-processing (medians) | peak RSS |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         forwards = [t for result in results[setting] for t in result["forward"]]
         calls = [t for result in results[setting] for t in result["whole_call"]]
-        dtype_key = "bf16" if setting == "bf16" else "fp32"
+        dtype_key = SETTINGS[setting][1]
         throughput = statistics.median(result["matmul_gflops"][dtype_key] for result in results[setting])
         forward = statistics.median(forwards)
         fraction = flops / (throughput * 1e9) / forward
         peak = max(result["peak_rss"] for result in results[setting])
+        parts = [part for result in results[setting] for part in result["whole_call_parts"]]
+        part_medians = " / ".join(f"{statistics.median(part[i] for part in parts):.2f}" for i in range(3))
         print(
             f"| {setting} | **{forward:.2f} s** | {', '.join(f'{t:.2f}' for t in forwards)} | {throughput:.0f} | "
-            f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {peak / 2**30:.2f} GB |"
+            f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {part_medians} s | {peak / 2**30:.2f} GB |"
         )
     print(f"\n# load average after: {load_average()}")
 

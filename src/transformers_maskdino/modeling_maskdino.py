@@ -249,6 +249,11 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def exporting_or_tracing() -> bool:
+    """Under torch.export, ONNX export or TorchScript tracing: graphs that should hold portable operators only."""
+    return torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+
+
 def use_compiled_deformable_attention(value: Tensor) -> bool:
     """Kernel dispatch: the package's compiled C++/CUDA op runs where the package is installed with its kernel
     sources, `MASKDINO_KERNELS` (`auto` by default, `off`, `require`) allows it and it supports `value`'s device and
@@ -274,8 +279,7 @@ class MultiScaleDeformableAttention(nn.Module):
     ):
         # exported graphs (torch.export, ONNX, TorchScript tracing) use the portable grid_sample path: the compiled
         # op has no ONNX translation and would tie the graph to this package's kernel library
-        exporting = torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-        if not exporting and use_compiled_deformable_attention(value):
+        if not exporting_or_tracing() and use_compiled_deformable_attention(value):
             return msda_kernels.multi_scale_deformable_attention(
                 value, value_spatial_shapes, level_start_index, sampling_locations, attention_weights
             )
@@ -474,6 +478,51 @@ class MaskDinoSelfAttention(nn.Module):
         return attn_output, attn_weights
 
 
+def fused_cpu_linear_applies(hidden_states: Tensor, weight: Tensor) -> bool:
+    """Whether [`MaskDinoLinear`] may run as one oneDNN call: CPU inference in float32 or bfloat16, outside autocast
+    (which would not cast for it), tracing, compiling and exporting (which should see `F.linear`)."""
+    return (
+        hidden_states.device.type == "cpu"
+        and hidden_states.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == hidden_states.dtype
+        and hidden_states.is_contiguous()
+        and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and not exporting_or_tracing()
+        and MKLDNN_LINEAR_POINTWISE is not None
+    )
+
+
+def find_mkldnn_linear_pointwise():
+    # PyTorch's own fused oneDNN linear (bias and activation in the matrix product's epilogue; what torch.compile's
+    # CPU backend emits). Only x86 builds are relied on: elsewhere `F.linear` is used.
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
+MKLDNN_LINEAR_POINTWISE = find_mkldnn_linear_pointwise()
+
+
+class MaskDinoLinear(nn.Linear):
+    """
+    `nn.Linear` with an optional ReLU. In CPU inference (see `fused_cpu_linear_applies`) it is one oneDNN call with
+    the bias and the ReLU fused, which gives the same numbers as `F.linear` and saves the passes `addmm` makes to
+    broadcast the bias into its output and the ReLU makes over it: over the encoder's 20,000 tokens these are a
+    tenth of the forward's time. Elsewhere (training, GPU, export) it is `F.linear` followed by an in-place ReLU.
+    """
+
+    def forward(self, hidden_states: Tensor, relu: bool = False) -> Tensor:
+        if fused_cpu_linear_applies(hidden_states, self.weight):
+            return MKLDNN_LINEAR_POINTWISE(hidden_states, self.weight, self.bias, "relu" if relu else "none", [], "")
+        hidden_states = F.linear(hidden_states, self.weight, self.bias)
+        # in place: ReLU's backward only needs its output, and the encoder FFN's is the model's widest tensor
+        return hidden_states.relu_() if relu else hidden_states
+
+
 class MaskDinoMultiscaleDeformableAttention(nn.Module):
     """Multi-scale deformable attention (Deformable DETR), used by the pixel-decoder encoder and the decoder."""
 
@@ -487,10 +536,10 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         self.n_heads = num_heads
         self.n_points = num_points
         self.attn = MultiScaleDeformableAttention()
-        self.sampling_offsets = nn.Linear(embed_dim, num_heads * num_levels * num_points * 2)
-        self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
-        self.value_proj = nn.Linear(embed_dim, embed_dim)
-        self.output_proj = nn.Linear(embed_dim, embed_dim)
+        self.sampling_offsets = MaskDinoLinear(embed_dim, num_heads * num_levels * num_points * 2)
+        self.attention_weights = MaskDinoLinear(embed_dim, num_heads * num_levels * num_points)
+        self.value_proj = MaskDinoLinear(embed_dim, embed_dim)
+        self.output_proj = MaskDinoLinear(embed_dim, embed_dim)
 
     def forward(
         self,
@@ -523,10 +572,10 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         num_coordinates = reference_points.shape[-1]
         if num_coordinates == 2:
             offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-            # in place on the fresh projection: over the encoder's tokens these are its largest temporaries
-            sampling_locations = sampling_offsets.div_(offset_normalizer[None, None, None, :, None, :]).add_(
-                reference_points[:, :, None, :, None, :]
-            )
+            # in place on the fresh projection (over the encoder's tokens these are its largest temporaries); the
+            # sum in the reference points' float32: half-precision locations would be off by up to a pixel
+            offsets = sampling_offsets.div_(offset_normalizer[None, None, None, :, None, :])
+            sampling_locations = offsets.to(reference_points.dtype).add_(reference_points[:, :, None, :, None, :])
         elif num_coordinates == 4:
             sampling_locations = (
                 reference_points[:, :, None, :, None, :2]
@@ -553,16 +602,17 @@ class MaskDinoMLP(nn.Module):
 
     def __init__(self, config: MaskDinoConfig, hidden_size: int, intermediate_size: int):
         super().__init__()
-        self.fc1 = nn.Linear(hidden_size, intermediate_size)
-        self.fc2 = nn.Linear(intermediate_size, hidden_size)
-        # in place: the activation runs over the widest tensor of the model (tokens x FFN width); ReLU's backward
-        # only needs its output
-        relu = config.activation_function == "relu"
-        self.activation_fn = nn.ReLU(inplace=True) if relu else ACT2FN[config.activation_function]
+        self.fc1 = MaskDinoLinear(hidden_size, intermediate_size)
+        self.fc2 = MaskDinoLinear(intermediate_size, hidden_size)
+        self.relu = config.activation_function == "relu"
+        self.activation_fn = None if self.relu else ACT2FN[config.activation_function]
         self.dropout = config.dropout
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        hidden_states = self.activation_fn(self.fc1(hidden_states))
+        if self.relu:
+            hidden_states = self.fc1(hidden_states, relu=True)
+        else:
+            hidden_states = self.activation_fn(self.fc1(hidden_states))
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
         hidden_states = self.fc2(hidden_states)
         return nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -574,13 +624,11 @@ class MaskDinoMLPPredictionHead(nn.Module):
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int):
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1)
-        self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip(dims, dims[1:] + [output_dim]))
+        self.layers = nn.ModuleList(MaskDinoLinear(n, k) for n, k in zip(dims, dims[1:] + [output_dim]))
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
-            hidden_states = layer(hidden_states)
-            if i < len(self.layers) - 1:
-                hidden_states = F.relu(hidden_states)
+            hidden_states = layer(hidden_states, relu=i < len(self.layers) - 1)
         return hidden_states
 
 
@@ -771,6 +819,11 @@ def stage_stride(stage_name: str) -> int:
     if not stage_name.startswith("stage") or not stage_name[5:].isdigit():
         raise ValueError(f"Cannot infer the stride of backbone stage {stage_name!r}: expected 'stem' or 'stageN'.")
     return 2 ** (int(stage_name[5:]) + 1)
+
+
+def memory_format_of(tensor: Tensor) -> torch.memory_format:
+    channels_last = tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 def sizes_tensor(sizes, dtype: torch.dtype, device) -> Tensor:
@@ -972,12 +1025,15 @@ class MaskDinoPixelDecoder(nn.Module):
             # contiguous first: the encoder levels are channels-last views of its tokens, on which CPU bilinear
             # upsampling is several times slower (and would hand its layout to the FPN convolutions)
             upsampled = F.interpolate(
-                coarser.contiguous(), size=lateral.shape[-2:], mode="bilinear", align_corners=False
+                coarser.contiguous(memory_format=memory_format_of(lateral)),
+                size=lateral.shape[-2:],
+                mode="bilinear",
+                align_corners=False,
             )
             outputs.append(output_conv(lateral + upsampled))
 
         return MaskDinoPixelDecoderOutput(
-            mask_features=self.mask_projection(outputs[-1]),
+            mask_features=self.mask_projection(outputs[-1]).contiguous(),
             multi_scale_features=multi_scale_features,
             encoder_inputs=tuple(levels),
             fpn_output=outputs[-1],
@@ -1005,7 +1061,7 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
         self.layers = nn.ModuleList([MaskDinoDecoderLayer(config) for _ in range(config.decoder_layers)])
         self.query_position_head = MaskDinoMLPPredictionHead(2 * hidden_dim, hidden_dim, hidden_dim, 2)
         self.layernorm = nn.LayerNorm(hidden_dim)
-        self.class_embed = nn.Linear(hidden_dim, config.num_class_logits)
+        self.class_embed = MaskDinoLinear(hidden_dim, config.num_class_logits)
         self.mask_embed = MaskDinoMLPPredictionHead(hidden_dim, hidden_dim, config.mask_feature_size, 3)
         self.bbox_embed = MaskDinoMLPPredictionHead(hidden_dim, hidden_dim, 4, 3)
         self.post_init()
@@ -1401,7 +1457,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             for _ in range(config.num_feature_levels)
         )
         if config.init_queries_from_encoder:
-            self.encoder_output_projection = nn.Linear(hidden_dim, hidden_dim)
+            self.encoder_output_projection = MaskDinoLinear(hidden_dim, hidden_dim)
             self.encoder_output_layernorm = nn.LayerNorm(hidden_dim)
         if not config.init_queries_from_encoder or config.learnable_query_content:
             self.query_content_embeddings = nn.Embedding(config.num_queries, hidden_dim)
@@ -1501,6 +1557,11 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         check_input_size(config, pixel_values)
         output_hidden_states = kwargs.get("output_hidden_states")
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        if pixel_values.device.type == "cpu" and pixel_values.dtype == torch.bfloat16:
+            # oneDNN's bfloat16 convolutions compute in channels-last and would convert every output back to NCHW
+            # (1.6x the forward's time at 800x1216); the layout carries on through the backbone and the FPN, and
+            # the mask features are made contiguous again for the mask head. (float32 gains nothing from it.)
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         backbone_outputs = self.backbone(pixel_values)
         features = dict(zip(self.backbone.out_features, backbone_outputs.feature_maps))
         pixel_decoder_outputs = self.pixel_decoder(features, **kwargs)
