@@ -23,8 +23,10 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 # Queries upsampled to the output size at once: bounds post-processing memory at large output sizes (a chunk holds
-# `MASK_QUERY_CHUNK_SIZE x height x width` floats).
-MASK_QUERY_CHUNK_SIZE = 10
+# `MASK_QUERY_CHUNK_SIZE x height x width` floats). 4 keeps a chunk's temporaries at 1333x800 (17 MB) under glibc's
+# largest mmap threshold (32 MB), so that they are reused from the heap instead of being mapped and page-faulted
+# afresh each time: at 800x1216 with 100 instances, 0.55 s instead of 1.0 s with 10.
+MASK_QUERY_CHUNK_SIZE = 4
 # Semantic scores are accumulated over bands of output rows of at most this many floats (`num_labels x rows x width`),
 # so that a large output never holds every class's score map at once (unless the scores are asked for).
 SEMANTIC_BAND_ELEMENTS = 2**24
