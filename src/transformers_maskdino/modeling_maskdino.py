@@ -571,11 +571,14 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         )
         num_coordinates = reference_points.shape[-1]
         if num_coordinates == 2:
-            offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1)
-            # in place on the fresh projection (over the encoder's tokens these are its largest temporaries); the
-            # sum in the reference points' float32: half-precision locations would be off by up to a pixel
-            offsets = sampling_offsets.div_(offset_normalizer[None, None, None, :, None, :])
-            sampling_locations = offsets.to(reference_points.dtype).add_(reference_points[:, :, None, :, None, :])
+            # in the reference points' float32 (half-precision locations would be off by up to a pixel, and a
+            # bfloat16 normaliser is inexact from 257 pixels up), in place on the fresh projection: over the
+            # encoder's tokens these are its largest temporaries
+            offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(reference_points.dtype)
+            offsets = sampling_offsets.to(reference_points.dtype)
+            sampling_locations = offsets.div_(offset_normalizer[None, None, None, :, None, :]).add_(
+                reference_points[:, :, None, :, None, :]
+            )
         elif num_coordinates == 4:
             sampling_locations = (
                 reference_points[:, :, None, :, None, :2]
@@ -1022,10 +1025,10 @@ class MaskDinoPixelDecoder(nn.Module):
             # The original upsamples `out[0]` (low2high) or `out[-1]` (high2low) of a list it keeps appending FPN
             # outputs to: the highest-resolution encoder level, or in high2low order the previous FPN output.
             coarser = outputs[-1] if self.low_resolution_first else outputs[0]
-            # contiguous first: the encoder levels are channels-last views of its tokens, on which CPU bilinear
-            # upsampling is several times slower (and would hand its layout to the FPN convolutions)
+            # copied first, in the FPN's layout: the encoder levels are views of its token sequence, on which CPU
+            # bilinear upsampling is 4-9x slower
             upsampled = F.interpolate(
-                coarser.contiguous(memory_format=memory_format_of(lateral)),
+                coarser.clone(memory_format=memory_format_of(lateral)),
                 size=lateral.shape[-2:],
                 mode="bilinear",
                 align_corners=False,
