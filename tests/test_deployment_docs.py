@@ -65,3 +65,58 @@ def test_deployment_recipes_run_and_agree(tmp_path, monkeypatch):
         torch.testing.assert_close(namespace[value], outputs[name], rtol=1e-4, atol=1e-3)
 
     assert callable(namespace["compiled_model"])
+
+
+def test_malloc_setting_of_the_docs_takes_effect_and_changes_no_output(tmp_path):
+    # The documented GLIBC_TUNABLES line, as written, in a fresh interpreter: glibc then serves a 64 MB tensor from
+    # the heap (it grows by about that much) instead of an mmap, and the demo model's outputs are bit-identical to a
+    # process without the setting.
+    import os
+    import subprocess
+    import sys
+
+    match = re.search(r"^export (GLIBC_TUNABLES=\S+)$", DOC.read_text(), flags=re.MULTILINE)
+    assert match, "docs/deployment.md lost its GLIBC_TUNABLES line"
+    name, value = match.group(1).split("=", 1)
+    child = r"""
+import re, sys, torch
+from PIL import Image
+import transformers_maskdino
+from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
+from transformers_maskdino.cli import DEMO_DIR
+
+def heap_bytes():
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith("[heap]"):
+            start, end = (int(x, 16) for x in line.split()[0].split("-"))
+            return end - start
+    return 0
+
+before = heap_bytes()
+block = torch.ones(16 * 2**20)  # 64 MB
+grown = heap_bytes() - before
+del block
+model = MaskDinoForUniversalSegmentation.from_pretrained(DEMO_DIR).eval()
+processor = MaskDinoImageProcessor.from_pretrained(DEMO_DIR)
+inputs = processor(Image.open(DEMO_DIR / "sample.png").convert("RGB"), return_tensors="pt")
+with torch.no_grad():
+    outputs = model(**inputs)
+torch.save({k: outputs[k] for k in ("class_queries_logits", "masks_queries_logits", "pred_boxes")}, sys.argv[1])
+print(grown)
+"""
+    results = {}
+    for setting in ("default", "tuned"):
+        environment = {k: v for k, v in os.environ.items() if k != name}
+        if setting == "tuned":
+            environment[name] = value
+        path = tmp_path / f"{setting}.pt"
+        completed = subprocess.run(
+            [sys.executable, "-c", child, str(path)], env=environment, capture_output=True, text=True, check=False
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        results[setting] = (int(completed.stdout.split()[-1]), torch.load(path))
+    # (the heap may already hold some free memory, so it grows by somewhat less than 64 MB)
+    assert results["tuned"][0] >= 48 * 2**20, "the setting did not move large allocations to the heap"
+    assert results["default"][0] < 16 * 2**20
+    for key, expected in results["default"][1].items():
+        torch.testing.assert_close(results["tuned"][1][key], expected, rtol=0, atol=0)

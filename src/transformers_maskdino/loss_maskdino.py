@@ -351,6 +351,17 @@ class MaskDinoLoss(nn.Module):
     @staticmethod
     def _matched_target_masks(targets: list[dict], indices: list, device, dtype) -> Tensor:
         """Matched target masks, zero-padded at the bottom/right to the largest size in the batch."""
+        if len({(target["masks"].shape[-2:], target["masks"].device) for target in targets}) == 1:
+            # one size (the usual case: targets at the padded input size): one gather from all images' masks, not a
+            # gather, a padded copy and a concatenation of every pair's full-size mask
+            first_target = [0]
+            for target in targets[:-1]:
+                first_target.append(first_target[-1] + len(target["masks"]))
+            pair_targets = torch.cat(
+                [target_index.to(torch.int64) + start for (_, target_index), start in zip(indices, first_target)]
+            )
+            all_masks = torch.cat([target["masks"] for target in targets])
+            return all_masks[pair_targets.to(all_masks.device)].to(device=device, dtype=dtype)
         masks = [
             target["masks"][target_index.to(target["masks"].device)]
             for target, (_, target_index) in zip(targets, indices)
