@@ -783,3 +783,21 @@ def test_criterion_reproduces_reference_losses_from_stored_outputs(variant):
         for name, value in unweighted.items():
             expected = reference["losses"][f"{name}_{i}"] / criterion.weight_dict[name]
             assert value.item() == pytest.approx(expected, rel=1e-5), f"{name}_{i}"
+
+
+def test_matched_target_masks_one_gather_equals_per_image_gather_and_padding():
+    # Same-size masks take one gather from all images' masks; mixed sizes are gathered per image and zero-padded.
+    # Both must give the masks of the pairs, in pair order (image by image, each image's target order).
+    generator = torch.Generator().manual_seed(0)
+    same = [{"masks": torch.rand(3, 8, 10, generator=generator)}, {"masks": torch.rand(4, 8, 10, generator=generator)}]
+    indices = [(torch.tensor([5, 1]), torch.tensor([2, 0])), (torch.tensor([0, 3, 7]), torch.tensor([3, 3, 1]))]
+    expected = torch.cat([same[0]["masks"][[2, 0]], same[1]["masks"][[3, 3, 1]]])
+    gathered = MaskDinoLoss._matched_target_masks(same, indices, torch.device("cpu"), torch.float32)
+    torch.testing.assert_close(gathered, expected, rtol=0, atol=0)
+
+    mixed = [same[0], {"masks": torch.rand(4, 6, 12, generator=generator)}]
+    padded = MaskDinoLoss._matched_target_masks(mixed, indices, torch.device("cpu"), torch.float32)
+    assert padded.shape == (5, 8, 12)
+    torch.testing.assert_close(padded[:2, :, :10], same[0]["masks"][[2, 0]], rtol=0, atol=0)
+    assert not padded[:2, :, 10:].any() and not padded[2:, 6:].any()
+    torch.testing.assert_close(padded[2:, :6], mixed[1]["masks"][[3, 3, 1]], rtol=0, atol=0)
