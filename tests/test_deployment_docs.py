@@ -68,9 +68,8 @@ def test_deployment_recipes_run_and_agree(tmp_path, monkeypatch):
 
 
 def test_malloc_setting_of_the_docs_takes_effect_and_changes_no_output(tmp_path):
-    # The documented GLIBC_TUNABLES line, as written, in a fresh interpreter: glibc then serves a 64 MB tensor from
-    # the heap (it grows by about that much) instead of an mmap, and the demo model's outputs are bit-identical to a
-    # process without the setting.
+    # The documented line in a fresh interpreter: a 64 MB tensor then comes from the heap, not an mmap, and the demo
+    # model's outputs are bit-identical to those of a process without it.
     import os
     import subprocess
     import sys
@@ -79,9 +78,8 @@ def test_malloc_setting_of_the_docs_takes_effect_and_changes_no_output(tmp_path)
     assert match, "docs/deployment.md lost its GLIBC_TUNABLES line"
     name, value = match.group(1).split("=", 1)
     child = r"""
-import re, sys, torch
+import sys, torch
 from PIL import Image
-import transformers_maskdino
 from transformers_maskdino import MaskDinoForUniversalSegmentation, MaskDinoImageProcessor
 from transformers_maskdino.cli import DEMO_DIR
 

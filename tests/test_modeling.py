@@ -498,15 +498,8 @@ def test_mask_enhanced_anchor_boxes_equal_the_originals_min_and_max_over_coordin
         ],
         1,
     )
-    covering = torch.stack(
-        [
-            x_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
-            y_masked.masked_fill(~masks, 1e8).flatten(1).min(-1)[0],
-            x_masked.flatten(1).max(-1)[0] + 1,
-            y_masked.flatten(1).max(-1)[0] + 1,
-        ],
-        1,
-    ) * masks.flatten(1).any(-1, keepdim=True)
+    non_empty = masks.flatten(1).any(-1, keepdim=True)
+    covering = (inclusive + torch.tensor([0.0, 0.0, 1.0, 1.0])) * non_empty
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     for box_init, corners in (("mask2box", inclusive), ("bitmask", covering)):
         center = torch.cat([(corners[:, :2] + corners[:, 2:]) / 2, corners[:, 2:] - corners[:, :2]], -1)
@@ -514,44 +507,28 @@ def test_mask_enhanced_anchor_boxes_equal_the_originals_min_and_max_over_coordin
         torch.testing.assert_close(mask_enhanced_anchor_boxes(logits, box_init), expected, rtol=0, atol=0)
 
 
-def test_fused_cpu_linear_gives_the_numbers_of_f_linear_and_steps_aside_where_it_must():
-    from transformers_maskdino.modeling_maskdino import MKLDNN_LINEAR_POINTWISE, MaskDinoLinear
-
-    if MKLDNN_LINEAR_POINTWISE is None:
-        pytest.skip("no oneDNN linear in this PyTorch build (x86 builds have it)")
-    torch.manual_seed(0)
-    layer = MaskDinoLinear(32, 48)
-    hidden = torch.randn(2, 7, 32)
-    calls = []
-
-    def recording(*args):
-        calls.append(args[3])
-        return MKLDNN_LINEAR_POINTWISE(*args)
-
+def test_fused_cpu_linear_gives_the_numbers_of_f_linear_and_steps_aside_where_it_must(monkeypatch):
     import transformers_maskdino.modeling_maskdino as modeling
 
-    original = modeling.MKLDNN_LINEAR_POINTWISE
-    modeling.MKLDNN_LINEAR_POINTWISE = recording
-    try:
-        for dtype in (torch.float32, torch.bfloat16):
-            layer_in_dtype = layer.to(dtype)
-            x = hidden.to(dtype)
-            expected = torch.nn.functional.linear(x, layer_in_dtype.weight, layer_in_dtype.bias)
-            with torch.inference_mode():
-                torch.testing.assert_close(layer_in_dtype(x), expected, rtol=0, atol=0)
-                torch.testing.assert_close(layer_in_dtype(x, relu=True), expected.relu(), rtol=0, atol=0)
-        assert calls == ["none", "relu", "none", "relu"]
-        layer.float()
-        # with gradients to compute, under autocast and while exporting, it is F.linear (the oneDNN op has no
-        # autograd, no autocast rule and no ONNX translation)
-        calls.clear()
-        output = layer(hidden, relu=True)
-        output.sum().backward()
-        assert layer.weight.grad is not None and calls == []
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            assert layer(hidden).dtype == torch.bfloat16
-        exported = torch.export.export(layer.eval(), (hidden,))
-        assert "mkldnn" not in str(exported.graph)
-        assert calls == []
-    finally:
-        modeling.MKLDNN_LINEAR_POINTWISE = original
+    fused = modeling.MKLDNN_LINEAR_POINTWISE
+    if fused is None:
+        pytest.skip("no oneDNN linear in this PyTorch build (x86 builds have it)")
+    calls = []
+    monkeypatch.setattr(modeling, "MKLDNN_LINEAR_POINTWISE", lambda *args: calls.append(args[3]) or fused(*args))
+    torch.manual_seed(0)
+    layer, hidden = modeling.MaskDinoLinear(32, 48), torch.randn(2, 7, 32)
+    for dtype in (torch.float32, torch.bfloat16):
+        layer, x = layer.to(dtype), hidden.to(dtype)
+        expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+        with torch.inference_mode():
+            torch.testing.assert_close(layer(x), expected, rtol=0, atol=0)
+            torch.testing.assert_close(layer(x, relu=True), expected.relu(), rtol=0, atol=0)
+    assert calls == ["none", "relu", "none", "relu"]
+    # F.linear with gradients, under autocast and in exports (the oneDNN op has no autograd, autocast rule or ONNX
+    # translation)
+    calls.clear()
+    layer.float()(hidden, relu=True).sum().backward()
+    assert layer.weight.grad is not None
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(hidden).dtype == torch.bfloat16
+    assert "mkldnn" not in str(torch.export.export(layer.eval(), (hidden,)).graph) and calls == []

@@ -495,8 +495,7 @@ def fused_cpu_linear_applies(hidden_states: Tensor, weight: Tensor) -> bool:
 
 
 def find_mkldnn_linear_pointwise():
-    # PyTorch's own fused oneDNN linear (bias and activation in the matrix product's epilogue; what torch.compile's
-    # CPU backend emits). Only x86 builds are relied on: elsewhere `F.linear` is used.
+    # PyTorch's fused oneDNN linear (what torch.compile's CPU backend emits); relied on in x86 builds only
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
@@ -508,12 +507,8 @@ MKLDNN_LINEAR_POINTWISE = find_mkldnn_linear_pointwise()
 
 
 class MaskDinoLinear(nn.Linear):
-    """
-    `nn.Linear` with an optional ReLU. In CPU inference (see `fused_cpu_linear_applies`) it is one oneDNN call with
-    the bias and the ReLU fused, which gives the same numbers as `F.linear` and saves the passes `addmm` makes to
-    broadcast the bias into its output and the ReLU makes over it: over the encoder's 20,000 tokens these are a
-    tenth of the forward's time. Elsewhere (training, GPU, export) it is `F.linear` followed by an in-place ReLU.
-    """
+    """`nn.Linear` with an optional ReLU: in CPU inference one oneDNN call with bias and ReLU fused (the numbers of
+    `F.linear`, without `addmm`'s bias broadcast and the ReLU's extra passes); elsewhere `F.linear` + in-place ReLU."""
 
     def forward(self, hidden_states: Tensor, relu: bool = False) -> Tensor:
         if fused_cpu_linear_applies(hidden_states, self.weight):
