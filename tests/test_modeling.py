@@ -532,3 +532,13 @@ def test_fused_cpu_linear_gives_the_numbers_of_f_linear_and_steps_aside_where_it
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert layer(hidden).dtype == torch.bfloat16
     assert "mkldnn" not in str(torch.export.export(layer.eval(), (hidden,)).graph) and calls == []
+
+
+def test_encoder_ffn_in_token_chunks_equals_the_whole_at_once():
+    from transformers_maskdino.modeling_maskdino import FFN_CHUNK_TOKENS, MaskDinoMLP
+
+    torch.manual_seed(0)
+    mlp = MaskDinoMLP(tiny_config(), 32, 64).eval()
+    hidden = torch.randn(1, 2 * FFN_CHUNK_TOKENS + 5, 32)  # two full chunks and a partial one
+    with torch.inference_mode():
+        torch.testing.assert_close(mlp(hidden), mlp._feed_forward(hidden), rtol=1e-6, atol=1e-6)

@@ -595,6 +595,10 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         return self.output_proj(output), attention_weights
 
 
+# Tokens per FFN chunk in CPU inference: 2048 x 2048 float32 is 16 MB, under glibc's largest mmap threshold (32 MB)
+FFN_CHUNK_TOKENS = 2048
+
+
 class MaskDinoMLP(nn.Module):
     """Feed-forward block of the encoder and decoder layers."""
 
@@ -607,6 +611,18 @@ class MaskDinoMLP(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, hidden_states: Tensor) -> Tensor:
+        num_tokens = hidden_states.shape[:-1].numel()
+        if num_tokens > FFN_CHUNK_TOKENS and not self.training and fused_cpu_linear_applies(hidden_states, self.fc1.weight):
+            # CPU inference over the encoder's tokens: the FFN-wide hidden state of all of them (165 MB in float32 at
+            # 800x1216) is above glibc's mmap threshold and would be mapped and page-faulted afresh in every layer
+            tokens = hidden_states.reshape(num_tokens, -1)
+            output = tokens.new_empty(num_tokens, self.fc2.out_features)
+            for start in range(0, num_tokens, FFN_CHUNK_TOKENS):
+                output[start : start + FFN_CHUNK_TOKENS] = self._feed_forward(tokens[start : start + FFN_CHUNK_TOKENS])
+            return output.view(*hidden_states.shape[:-1], -1)
+        return self._feed_forward(hidden_states)
+
+    def _feed_forward(self, hidden_states: Tensor) -> Tensor:
         if self.relu:
             hidden_states = self.fc1(hidden_states, relu=True)
         else:
