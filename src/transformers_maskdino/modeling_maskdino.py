@@ -611,8 +611,11 @@ class MaskDinoMLP(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        num_tokens = hidden_states.shape[:-1].numel()
-        if num_tokens > FFN_CHUNK_TOKENS and not self.training and fused_cpu_linear_applies(hidden_states, self.fc1.weight):
+        # sizes only looked at where the fused path applies (never in exports: `Size.numel()` of symbolic sizes
+        # specialises them)
+        fused = not self.training and fused_cpu_linear_applies(hidden_states, self.fc1.weight)
+        num_tokens = hidden_states.shape[:-1].numel() if fused else 0
+        if num_tokens > FFN_CHUNK_TOKENS:
             # CPU inference over the encoder's tokens: the FFN-wide hidden state of all of them (165 MB in float32 at
             # 800x1216) is above glibc's mmap threshold and would be mapped and page-faulted afresh in every layer
             tokens = hidden_states.reshape(num_tokens, -1)
