@@ -569,7 +569,9 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
             # in the reference points' float32 (half-precision locations would be off by up to a pixel, and a
             # bfloat16 normaliser is inexact from 257 pixels up), in place on the fresh projection: over the
             # encoder's tokens these are its largest temporaries
-            offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(reference_points.dtype)
+            offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(
+                reference_points.dtype
+            )
             offsets = sampling_offsets.to(reference_points.dtype)
             sampling_locations = offsets.div_(offset_normalizer[None, None, None, :, None, :]).add_(
                 reference_points[:, :, None, :, None, :]
@@ -611,13 +613,11 @@ class MaskDinoMLP(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, hidden_states: Tensor) -> Tensor:
-        # sizes only looked at where the fused path applies (never in exports: `Size.numel()` of symbolic sizes
-        # specialises them)
+        # counted only on the fused path: in exports `numel()` would fix the symbolic sizes
         fused = not self.training and fused_cpu_linear_applies(hidden_states, self.fc1.weight)
         num_tokens = hidden_states.shape[:-1].numel() if fused else 0
         if num_tokens > FFN_CHUNK_TOKENS:
-            # CPU inference over the encoder's tokens: the FFN-wide hidden state of all of them (165 MB in float32 at
-            # 800x1216) is above glibc's mmap threshold and would be mapped and page-faulted afresh in every layer
+            # the encoder's FFN-wide hidden state (165 MB at 800x1216) would be mapped afresh in every layer
             tokens = hidden_states.reshape(num_tokens, -1)
             output = tokens.new_empty(num_tokens, self.fc2.out_features)
             for start in range(0, num_tokens, FFN_CHUNK_TOKENS):
