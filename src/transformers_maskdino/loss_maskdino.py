@@ -3,6 +3,7 @@
 """Mask DINO training loss: pure loss and cost functions, Hungarian matching and the hybrid (class, box, mask)
 criterion. The denoising-query builder and the box helpers the model also uses live in `modeling_maskdino`."""
 
+import itertools
 from collections.abc import Mapping
 
 import torch
@@ -352,11 +353,9 @@ class MaskDinoLoss(nn.Module):
     def _matched_target_masks(targets: list[dict], indices: list, device, dtype) -> Tensor:
         """Matched target masks, zero-padded at the bottom/right to the largest size in the batch."""
         if len({(target["masks"].shape[-2:], target["masks"].device) for target in targets}) == 1:
-            # one size (the usual case: targets at the padded input size): one gather from all images' masks, not a
-            # gather, a padded copy and a concatenation of every pair's full-size mask
-            first_target = [0]
-            for target in targets[:-1]:
-                first_target.append(first_target[-1] + len(target["masks"]))
+            # one size (the usual case): one gather from all images' masks, not a gather, padded copy and
+            # concatenation per image
+            first_target = itertools.accumulate((len(target["masks"]) for target in targets[:-1]), initial=0)
             pair_targets = torch.cat(
                 [target_index.to(torch.int64) + start for (_, target_index), start in zip(indices, first_target)]
             )

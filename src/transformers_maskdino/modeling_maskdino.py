@@ -481,16 +481,17 @@ class MaskDinoSelfAttention(nn.Module):
 def fused_cpu_linear_applies(hidden_states: Tensor, weight: Tensor) -> bool:
     """Whether [`MaskDinoLinear`] may run as one oneDNN call: CPU inference in float32 or bfloat16, outside autocast
     (which would not cast for it), tracing, compiling and exporting (which should see `F.linear`)."""
+    # global state first: in exports the tensor checks could guard symbolic sizes
     return (
-        hidden_states.device.type == "cpu"
-        and hidden_states.dtype in (torch.float32, torch.bfloat16)
-        and weight.dtype == hidden_states.dtype
-        and hidden_states.is_contiguous()
-        and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
-        and not torch.is_autocast_enabled("cpu")
+        MKLDNN_LINEAR_POINTWISE is not None
         and not torch.compiler.is_compiling()
         and not exporting_or_tracing()
-        and MKLDNN_LINEAR_POINTWISE is not None
+        and not torch.is_autocast_enabled("cpu")
+        and hidden_states.device.type == "cpu"
+        and hidden_states.dtype in (torch.float32, torch.bfloat16)
+        and weight.dtype == hidden_states.dtype
+        and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+        and hidden_states.is_contiguous()
     )
 
 
