@@ -542,3 +542,59 @@ def test_encoder_ffn_in_token_chunks_equals_the_whole_at_once():
     hidden = torch.randn(1, 2 * FFN_CHUNK_TOKENS + 5, 32)  # two full chunks and a partial one
     with torch.inference_mode():
         torch.testing.assert_close(mlp(hidden), mlp._feed_forward(hidden), rtol=1e-6, atol=1e-6)
+
+
+
+def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_where_they_must(monkeypatch):
+    # float32 CPU inference: one oneDNN convolution per layer with the frozen batch norm folded in, against
+    # transformers' own ResNet (frozen batch norm, unfused) on the same weights and statistics, in both layouts
+    from transformers import AutoBackbone
+
+    import transformers_maskdino.modeling_maskdino as modeling
+
+    fused = modeling.MKLDNN_CONVOLUTION_POINTWISE
+    if fused is None:
+        pytest.skip("no oneDNN convolution in this PyTorch build (x86 builds have it)")
+    backbone = make_model(tiny_config()).model.backbone
+    plain = AutoBackbone.from_config(backbone.config)
+    modeling.replace_batch_norm(plain)
+    assert plain.state_dict().keys() == backbone.state_dict().keys()
+    for buffer in backbone.buffers():
+        if buffer.is_floating_point():
+            buffer.uniform_(0.5, 1.5)
+    plain.load_state_dict(backbone.state_dict())
+    calls = []
+    monkeypatch.setattr(modeling, "MKLDNN_CONVOLUTION_POINTWISE", CountingOp(fused, calls))
+    pixels = torch.randn(2, 3, 64, 96)
+    depths = backbone.config.depths
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            outputs = zip(backbone(pixels.contiguous(memory_format=layout)).feature_maps, plain(pixels).feature_maps)
+            for ours, theirs in outputs:
+                torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+    # the stem, the shortcut of each stage and 3 convolutions per block, the last with the residual addition
+    assert calls.count("binary") == 2 * sum(depths) and len(calls) == 2 * (1 + len(depths) + 3 * sum(depths))
+    # with gradients, in bfloat16 and in exports: transformers' computation exactly
+    calls.clear()
+    for inputs, check in ((pixels.requires_grad_(True), torch.enable_grad), (pixels.bfloat16(), torch.no_grad)):
+        with check():
+            backbone.to(inputs.dtype), plain.to(inputs.dtype)
+            for ours, theirs in zip(backbone(inputs).feature_maps, plain(inputs).feature_maps):
+                torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    graph = str(torch.export.export(backbone.float(), (pixels.detach(),)).graph)
+    assert "mkldnn" not in graph and "conv" in graph and calls == []
+
+
+class CountingOp:
+    """Stands in for `torch.ops.mkldnn._convolution_pointwise`, recording which overload each call took."""
+
+    def __init__(self, op, calls):
+        self.op, self.calls = op, calls
+
+    def __call__(self, *args):
+        self.calls.append("unary")
+        return self.op(*args)
+
+    def binary(self, *args):
+        self.calls.append("binary")
+        return self.op.binary(*args)

@@ -362,6 +362,81 @@ def replace_batch_norm(module: nn.Module) -> None:
             replace_batch_norm(child)
 
 
+class MaskDinoFrozenConvNorm(nn.Module):
+    """transformers' ResNet convolution + frozen batch norm (+ ReLU), under the same parameter names. In float32 CPU
+    inference it is one oneDNN convolution with the batch norm folded into its weights and the ReLU (or a residual
+    addition and ReLU) fused: the separate passes cost a quarter of the backbone's time at 800x1216. Folding moves
+    outputs by float rounding (~1e-6 relative). (bfloat16 measured no faster, and would round the folded weights.)"""
+
+    def __init__(self, convolution: nn.Conv2d, normalization: MaskDinoFrozenBatchNorm2d, relu: bool):
+        super().__init__()
+        self.convolution = convolution
+        self.normalization = normalization
+        self.activation = nn.ReLU() if relu else nn.Identity()
+
+    def forward(self, hidden_states: Tensor, residual: Tensor | None = None) -> Tensor:
+        """With `residual`: ReLU(norm(conv(hidden_states)) + residual), the end of a residual block."""
+        conv, norm = self.convolution, self.normalization
+        if not (
+            MKLDNN_CONVOLUTION_POINTWISE is not None
+            and hidden_states.dtype == torch.float32
+            and fused_cpu_inference_applies(hidden_states, conv.weight)
+        ):
+            hidden_states = self.activation(norm(conv(hidden_states)))
+            return hidden_states if residual is None else F.relu(hidden_states + residual)
+        scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+        weight = conv.weight * scale[:, None, None, None]
+        bias = norm.bias - norm.running_mean * scale + (0 if conv.bias is None else conv.bias * scale)
+        layout = (conv.padding, conv.stride, conv.dilation, conv.groups)
+        if residual is not None:
+            return MKLDNN_CONVOLUTION_POINTWISE.binary(
+                hidden_states, residual, weight, bias, *layout, "add", 1.0, "relu", [], ""
+            )
+        relu = "relu" if isinstance(self.activation, nn.ReLU) else "none"
+        return MKLDNN_CONVOLUTION_POINTWISE(hidden_states, weight, bias, *layout, relu, [], "")
+
+
+class MaskDinoFrozenResidualBlock(nn.Module):
+    """transformers' ResNet bottleneck or basic block (same parameter names) whose last convolution takes the residual
+    addition and ReLU (see [`MaskDinoFrozenConvNorm`])."""
+
+    def __init__(self, shortcut: nn.Module, layer: nn.Sequential):
+        super().__init__()
+        self.shortcut = shortcut
+        self.layer = layer
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        residual = self.shortcut(hidden_states)
+        for convolution in self.layer[:-1]:
+            hidden_states = convolution(hidden_states)
+        return self.layer[-1](hidden_states, residual=residual)
+
+
+def use_fusable_resnet_layers(module: nn.Module) -> None:
+    """Swaps, in a transformers ResNet with frozen batch norm, the convolution layers and the residual blocks ending
+    in ReLU for [`MaskDinoFrozenConvNorm`] / [`MaskDinoFrozenResidualBlock`]; other backbones stay as they are."""
+    from transformers.models.resnet import modeling_resnet as resnet
+
+    for name, child in list(module.named_children()):
+        use_fusable_resnet_layers(child)
+        replacement = None
+        if isinstance(child, (resnet.ResNetConvLayer, resnet.ResNetShortCut)):
+            activation = type(getattr(child, "activation", nn.Identity()))  # a shortcut has none
+            if isinstance(child.normalization, MaskDinoFrozenBatchNorm2d) and activation in (nn.ReLU, nn.Identity):
+                replacement = MaskDinoFrozenConvNorm(child.convolution, child.normalization, activation is nn.ReLU)
+        elif isinstance(child, (resnet.ResNetBottleNeckLayer, resnet.ResNetBasicLayer)):
+            last = child.layer[-1]
+            if (
+                type(child.activation) is nn.ReLU
+                and isinstance(last, MaskDinoFrozenConvNorm)
+                and isinstance(last.activation, nn.Identity)
+                and isinstance(child.shortcut, (nn.Identity, MaskDinoFrozenConvNorm))
+            ):
+                replacement = MaskDinoFrozenResidualBlock(child.shortcut, child.layer)
+        if replacement is not None:
+            module._modules[name] = replacement
+
+
 def float32_or_wider(dtype: torch.dtype) -> torch.dtype:
     """The dtype of box coordinates, reference points and deformable-attention sampling: float32 in bfloat16/float16
     models (bfloat16's 8-bit mantissa rounds a coordinate by up to 0.4% of the image: 5 px at 1216), else `dtype`."""
@@ -478,33 +553,41 @@ class MaskDinoSelfAttention(nn.Module):
         return attn_output, attn_weights
 
 
-def fused_cpu_linear_applies(hidden_states: Tensor, weight: Tensor) -> bool:
-    """Whether [`MaskDinoLinear`] may run as one oneDNN call: CPU inference in float32 or bfloat16, outside autocast
-    (which would not cast for it), tracing, compiling and exporting (which should see `F.linear`)."""
+def fused_cpu_inference_applies(hidden_states: Tensor, weight: Tensor) -> bool:
+    """Whether a layer may run as one fused oneDNN call ([`MaskDinoLinear`], [`MaskDinoFrozenConvNorm`]): CPU
+    inference in float32 or bfloat16, outside autocast (which would not cast for it), tracing, compiling and exporting
+    (which should see the plain operators)."""
     # global state first: in exports the tensor checks could guard symbolic sizes
     return (
-        MKLDNN_LINEAR_POINTWISE is not None
-        and not torch.compiler.is_compiling()
+        not torch.compiler.is_compiling()
         and not exporting_or_tracing()
         and not torch.is_autocast_enabled("cpu")
         and hidden_states.device.type == "cpu"
         and hidden_states.dtype in (torch.float32, torch.bfloat16)
         and weight.dtype == hidden_states.dtype
         and not (torch.is_grad_enabled() and (hidden_states.requires_grad or weight.requires_grad))
+    )
+
+
+def fused_cpu_linear_applies(hidden_states: Tensor, weight: Tensor) -> bool:
+    return (
+        MKLDNN_LINEAR_POINTWISE is not None
+        and fused_cpu_inference_applies(hidden_states, weight)
         and hidden_states.is_contiguous()
     )
 
 
-def find_mkldnn_linear_pointwise():
-    # PyTorch's fused oneDNN linear (what torch.compile's CPU backend emits); relied on in x86 builds only
+def find_mkldnn_pointwise(name: str):
+    # PyTorch's fused oneDNN linear/convolution (what torch.compile's CPU backend emits); relied on in x86 builds only
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
         return None
-    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    return getattr(torch.ops.mkldnn, name, None)
 
 
-MKLDNN_LINEAR_POINTWISE = find_mkldnn_linear_pointwise()
+MKLDNN_LINEAR_POINTWISE = find_mkldnn_pointwise("_linear_pointwise")
+MKLDNN_CONVOLUTION_POINTWISE = find_mkldnn_pointwise("_convolution_pointwise")
 
 
 class MaskDinoLinear(nn.Linear):
@@ -569,14 +652,21 @@ class MaskDinoMultiscaleDeformableAttention(nn.Module):
         if num_coordinates == 2:
             # in the reference points' float32 (half-precision locations would be off by up to a pixel, and a
             # bfloat16 normaliser is inexact from 257 pixels up), in place on the fresh projection: over the
-            # encoder's tokens these are its largest temporaries
+            # encoder's tokens these are its largest temporaries. The normaliser and the reference points are
+            # broadcast over (levels, points, xy) as one contiguous run: broadcasting them in the 6-d shape leaves
+            # element-wise loops of 2 elements, 5x slower (same divisions and additions either way)
             offset_normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(
                 reference_points.dtype
             )
-            offsets = sampling_offsets.to(reference_points.dtype)
-            sampling_locations = offsets.div_(offset_normalizer[None, None, None, :, None, :]).add_(
+            per_head = self.n_levels * self.n_points * 2
+            offsets = sampling_offsets.to(reference_points.dtype).view(batch_size, num_queries, self.n_heads, per_head)
+            normalizer_run = offset_normalizer[:, None, :].expand(self.n_levels, self.n_points, 2).reshape(per_head)
+            reference_run = (
                 reference_points[:, :, None, :, None, :]
+                .expand(batch_size, num_queries, 1, self.n_levels, self.n_points, 2)
+                .reshape(batch_size, num_queries, 1, per_head)
             )
+            sampling_locations = offsets.div_(normalizer_run).add_(reference_run).view(sampling_offsets.shape)
         elif num_coordinates == 4:
             sampling_locations = (
                 reference_points[:, :, None, :, None, :2]
@@ -988,7 +1078,7 @@ class MaskDinoPixelDecoder(nn.Module):
             nn.Sequential(
                 nn.Conv2d(feature_size, feature_size, kernel_size=3, padding=1, bias=False),
                 nn.GroupNorm(32, feature_size),
-                nn.ReLU(),
+                nn.ReLU(inplace=True),
             )
             for _ in self.fpn_features
         )
@@ -1048,10 +1138,14 @@ class MaskDinoPixelDecoder(nn.Module):
                 mode="bilinear",
                 align_corners=False,
             )
-            outputs.append(output_conv(lateral + upsampled))
-
+            # in place: every full-size temporary is a fresh mapping to page in (25 ms each at 800x1216 on CPU)
+            outputs.append(output_conv(upsampled.add_(lateral)))
+        mask_features = self.mask_projection(outputs[-1])
+        if mask_features.dtype != torch.float32:
+            # the mask head's half-precision einsum is 2.6x slower on channels-last features; float32's is not
+            mask_features = mask_features.contiguous()
         return MaskDinoPixelDecoderOutput(
-            mask_features=self.mask_projection(outputs[-1]).contiguous(),
+            mask_features=mask_features,
             multi_scale_features=multi_scale_features,
             encoder_inputs=tuple(levels),
             fpn_output=outputs[-1],
@@ -1464,6 +1558,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         self.backbone = load_backbone(config)
         if config.freeze_backbone_batch_norm:
             replace_batch_norm(self.backbone)
+            use_fusable_resnet_layers(self.backbone)
         backbone_channels = dict(zip(self.backbone.out_features, self.backbone.channels))
         self.pixel_decoder = MaskDinoPixelDecoder(config, backbone_channels)
 
@@ -1575,10 +1670,10 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         check_input_size(config, pixel_values)
         output_hidden_states = kwargs.get("output_hidden_states")
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        if pixel_values.device.type == "cpu" and pixel_values.dtype == torch.bfloat16:
-            # oneDNN's bfloat16 convolutions compute in channels-last and would convert every output back to NCHW
-            # (1.6x the forward's time at 800x1216); the layout carries on through the backbone and the FPN, and
-            # the mask features are made contiguous again for the mask head. (float32 gains nothing from it.)
+        if pixel_values.device.type == "cpu":
+            # oneDNN's convolutions compute in channels-last and would convert every output back to NCHW (bfloat16:
+            # 1.6x the forward's time at 800x1216, float32: ~10%); the layout carries on through the backbone and
+            # the FPN, and the encoder's token sequence reads it without a transpose
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         backbone_outputs = self.backbone(pixel_values)
         features = dict(zip(self.backbone.out_features, backbone_outputs.feature_maps))
