@@ -585,6 +585,28 @@ def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_
     assert "mkldnn" not in graph and "conv" in graph and calls == []
 
 
+def test_mask_logits_from_channels_last_features_equal_the_einsum(monkeypatch):
+    import transformers_maskdino.modeling_maskdino as modeling
+
+    calls = []
+    fused = modeling.MKLDNN_LINEAR_POINTWISE
+    if fused is not None:
+        monkeypatch.setattr(modeling, "MKLDNN_LINEAR_POINTWISE", lambda *args: calls.append(1) or fused(*args))
+    for dtype, batch_size in ((torch.float32, 1), (torch.float32, 2), (torch.bfloat16, 2)):
+        embeddings = torch.randn(batch_size, 5, 16, dtype=dtype)
+        features = torch.randn(batch_size, 16, 6, 7, dtype=dtype)
+        expected = torch.einsum("bqc,bchw->bqhw", embeddings.float(), features.float())
+        with torch.no_grad():
+            ours = modeling.mask_logits_from(embeddings, features.contiguous(memory_format=torch.channels_last))
+        tolerance = (1e-5 if dtype == torch.float32 else 1e-2) * expected.abs().max().item()
+        torch.testing.assert_close(ours.float(), expected, rtol=0, atol=tolerance)
+        assert ours.shape == expected.shape and ours.is_contiguous() and ours.dtype == dtype
+    assert len(calls) == (5 if fused is not None else 0)  # one matmul per image
+    embeddings.requires_grad_(True)  # with gradients: the einsum
+    modeling.mask_logits_from(embeddings, features.contiguous(memory_format=torch.channels_last)).sum().backward()
+    assert embeddings.grad is not None and len(calls) == (5 if fused is not None else 0)
+
+
 class CountingOp:
     """Stands in for `torch.ops.mkldnn._convolution_pointwise`, recording which overload each call took."""
 
