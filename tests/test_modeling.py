@@ -608,8 +608,6 @@ def test_mask_logits_from_channels_last_features_equal_the_einsum(monkeypatch):
 
 
 class CountingOp:
-    """Stands in for `torch.ops.mkldnn._convolution_pointwise`, recording which overload each call took."""
-
     def __init__(self, op, calls):
         self.op, self.calls = op, calls
 

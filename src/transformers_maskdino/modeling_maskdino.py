@@ -363,10 +363,9 @@ def replace_batch_norm(module: nn.Module) -> None:
 
 
 class MaskDinoFrozenConvNorm(nn.Module):
-    """transformers' ResNet convolution + frozen batch norm (+ ReLU), under the same parameter names. In float32 CPU
-    inference it is one oneDNN convolution with the batch norm folded into its weights and the ReLU (or a residual
-    addition and ReLU) fused: the separate passes cost a quarter of the backbone's time at 800x1216. Folding moves
-    outputs by float rounding (~1e-6 relative). (bfloat16 measured no faster, and would round the folded weights.)"""
+    """transformers' ResNet convolution + frozen batch norm (+ ReLU), same parameter names. In float32 CPU inference:
+    one oneDNN convolution, batch norm folded in, ReLU or residual + ReLU fused (a quarter of the backbone's time at
+    800x1216; outputs move ~1e-6 relative). bfloat16 measured no faster."""
 
     def __init__(self, convolution: nn.Conv2d, normalization: MaskDinoFrozenBatchNorm2d, relu: bool):
         super().__init__()
@@ -397,8 +396,7 @@ class MaskDinoFrozenConvNorm(nn.Module):
 
 
 class MaskDinoFrozenResidualBlock(nn.Module):
-    """transformers' ResNet bottleneck or basic block (same parameter names) whose last convolution takes the residual
-    addition and ReLU (see [`MaskDinoFrozenConvNorm`])."""
+    """transformers' ResNet block (same names); its last convolution takes the residual addition and ReLU."""
 
     def __init__(self, shortcut: nn.Module, layer: nn.Sequential):
         super().__init__()
@@ -603,9 +601,8 @@ class MaskDinoLinear(nn.Linear):
 
 
 def mask_logits_from(mask_embeddings: Tensor, mask_features: Tensor) -> Tensor:
-    """`einsum("bqc,bchw->bqhw")`. In CPU inference on channels-last features (see `MaskDinoModel.forward`), one
-    oneDNN matmul per image with the features as its `(h*w, c)` weight: 1.3x (float32) to 2.5x (bfloat16, whose
-    einsum would copy the features to NCHW first) faster, within float rounding."""
+    """`einsum("bqc,bchw->bqhw")`; in CPU inference on channels-last features one oneDNN matmul per image with the
+    features as its `(h*w, c)` weight, 1.3x (float32) to 2.5x (bfloat16) faster."""
     batch_size, channels, height, width = mask_features.shape
     if fused_cpu_linear_applies(mask_embeddings, mask_features) and mask_features.is_contiguous(
         memory_format=torch.channels_last
