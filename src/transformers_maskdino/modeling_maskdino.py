@@ -382,7 +382,7 @@ class MaskDinoFrozenConvNorm(nn.Module):
             and fused_cpu_inference_applies(hidden_states, conv.weight)
         ):
             hidden_states = self.activation(norm(conv(hidden_states)))
-            return hidden_states if residual is None else F.relu(hidden_states + residual)
+            return hidden_states if residual is None else hidden_states.add_(residual).relu_()
         scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
         weight = conv.weight * scale[:, None, None, None]
         bias = norm.bias - norm.running_mean * scale + (0 if conv.bias is None else conv.bias * scale)
