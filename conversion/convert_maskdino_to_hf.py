@@ -57,9 +57,7 @@ class ConversionError(ValueError):
     """The checkpoint or config cannot be converted faithfully."""
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# detectron2 yaml -> MaskDinoConfig
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- detectron2 yaml -> MaskDinoConfig ----
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -626,9 +624,7 @@ def image_processor_from_detectron2(cfg: dict, config: MaskDinoConfig) -> MaskDi
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Checkpoint tensors -> our names
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Checkpoint tensors -> our names ----
 
 # Tensors the original stores that carry no weights of ours: detectron2's loss buffer and the aliases of the shared
 # box head and decoder norm (checked equal to the tensor we keep).
@@ -1025,9 +1021,7 @@ def convert(
     return result.model, result.image_processor
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Writing the model directory
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Writing the model directory ----
 
 MODEL_CLASS = "modeling_maskdino.MaskDinoForUniversalSegmentation"
 # All in `config.json`, the image processor's too. An `AutoImageProcessor` entry in `preprocessor_config.json` would
@@ -1180,9 +1174,7 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Verification against outputs saved from the original
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Verification against outputs saved from the original ----
 
 VERIFY_TOLERANCE = 1e-4
 _PREDICTION_FIELDS = {"pred_logits": "class_queries_logits", "pred_masks": "masks_queries_logits", "pred_boxes": "pred_boxes"}
@@ -1258,9 +1250,7 @@ def verify_outputs(model, outputs_file: str | Path, tolerance: float = VERIFY_TO
     return VerifyReport(differences, failures, ignored)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Downloading and pushing
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Downloading and pushing ----
 
 
 def download_checkpoint(

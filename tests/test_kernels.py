@@ -72,9 +72,7 @@ def forward_and_gradients(function, inputs, grad_output):
     return (output.detach(), *gradients)
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Numbers
-# ------------------------------------------------------------------------------------------------------------------
+# ---- Numbers ----
 
 
 @pytest.mark.parametrize(
@@ -242,9 +240,7 @@ def test_torch_compile_fullgraph(cpu_kernel):
     torch._dynamo.reset()
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Policy: MASKDINO_KERNELS, fallbacks, warnings
-# ------------------------------------------------------------------------------------------------------------------
+# ---- Policy: MASKDINO_KERNELS, fallbacks, warnings ----
 
 
 def call_kernel(inputs):
@@ -383,9 +379,7 @@ def test_find_cuda_home_sees_through_wrapper(monkeypatch, tmp_path):
     assert Path(msda_build.find_cuda_home()) == toolkit
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Build cache and packaging
-# ------------------------------------------------------------------------------------------------------------------
+# ---- Build cache and packaging ----
 
 
 def test_library_lives_in_a_temporary_torch_extensions_dir(cpu_kernel):
@@ -461,9 +455,7 @@ def test_installed_wheel_builds_its_kernel(tmp_path):
     assert list((tmp_path / "extensions").glob("maskdino_msda_cpu_*/*.so")), "the kernel was not built there"
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# The model's dispatch
-# ------------------------------------------------------------------------------------------------------------------
+# ---- The model's dispatch ----
 
 
 def tiny_model():
@@ -582,9 +574,7 @@ def test_hub_kernel_replaces_the_whole_forward(cpu_kernel, monkeypatch):
     torch.testing.assert_close(outputs.pred_boxes, expected.pred_boxes, rtol=1e-5, atol=1e-6)
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# The model with kernels on and off
-# ------------------------------------------------------------------------------------------------------------------
+# ---- The model with kernels on and off ----
 
 
 def test_model_outputs_same_with_kernels_on_and_off(cpu_kernel, converted_reference, monkeypatch):

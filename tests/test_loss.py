@@ -27,6 +27,7 @@ from transformers_maskdino.loss_maskdino import (
     sample_points_using_uncertainty,
     sigmoid_cross_entropy_loss,
     sigmoid_focal_loss,
+    uncertain_point_grid,
 )
 from transformers_maskdino.modeling_maskdino import (
     build_denoising_queries,
@@ -90,9 +91,7 @@ def random_targets(num_targets_per_image, num_labels, height=32, width=40):
     return targets
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Pure functions, hand-worked
-# ----------------------------------------------------------------------------------------------------------------------
+# ---- Pure functions, hand-worked ----
 
 
 def test_dice_loss_hand_worked():
@@ -181,21 +180,27 @@ def test_uncertainty_sampling_keeps_the_most_uncertain_points_and_draws_in_order
     logits = torch.full((2, 1, 4, 8), 20.0)
     logits[..., :4] = 0.0
     torch.manual_seed(0)
-    points = sample_points_using_uncertainty(logits, num_points=40, oversample_ratio=3.0, importance_sample_ratio=0.75)
-    assert points.shape == (2, 40, 2)
+    grid = uncertain_point_grid(logits, num_points=40, oversample_ratio=3.0, importance_sample_ratio=0.75)
+    assert grid.shape == (2, 1, 40, 2)
     # the 30 importance points lie where the logits are ~0 (left half, bilinear blur only near the centre column)
-    assert (points[:, :30, 0] < 0.5 + 1 / 16).all()
+    assert (grid[:, 0, :30, 0] < 1 / 8).all()
     # draws: rand(2, 120, 2) candidates, then rand(2, 10, 2) uniform points
     torch.manual_seed(0)
-    candidates = torch.rand(2, 120, 2)
+    candidates = 2.0 * torch.rand(2, 120, 2) - 1.0
     uniform = torch.rand(2, 10, 2)
-    torch.testing.assert_close(points[:, 30:], uniform)
-    assert all(any(torch.equal(p, c) for c in candidates[i]) for i in range(2) for p in points[i, :30])
+    torch.testing.assert_close(grid[:, 0, 30:], 2.0 * uniform - 1.0, rtol=0, atol=0)
+    assert all(any(torch.equal(p, c) for c in candidates[i]) for i in range(2) for p in grid[i, 0, :30])
+
+    # the grid is transformers' sample_points_using_uncertainty, converted as sample_point converts it, bit for bit
+    random_logits = torch.randn(5, 1, 16, 24)
+    torch.manual_seed(1)
+    points = sample_points_using_uncertainty(random_logits, 100, 3.0, 0.75)
+    torch.manual_seed(1)
+    grid = uncertain_point_grid(random_logits, 100, 3.0, 0.75)
+    torch.testing.assert_close(grid[:, 0], 2.0 * points - 1.0, rtol=0, atol=0)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Matcher
-# ----------------------------------------------------------------------------------------------------------------------
+# ---- Matcher ----
 
 
 def test_matcher_hand_worked_masks_and_boxes():
@@ -266,9 +271,7 @@ def test_matcher_minimises_the_total_cost_and_handles_empty_images():
         assert sum(cost[q, t].item() for q, t in zip(queries, target_indices)) == pytest.approx(best, rel=1e-6)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Criterion
-# ----------------------------------------------------------------------------------------------------------------------
+# ---- Criterion ----
 
 
 def test_loss_labels_focal_and_semantic_cross_entropy_hand_worked():
@@ -456,9 +459,7 @@ def test_get_num_masks_averages_across_processes():
         assert dict(results) == {0: 2.0, 1: 2.0}
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Denoising queries
-# ----------------------------------------------------------------------------------------------------------------------
+# ---- Denoising queries ----
 
 
 def test_denoising_layout_hand_worked():
@@ -687,9 +688,7 @@ def test_denoising_only_overfit_decreases_the_loss():
     assert last < first / 2, (first, last)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# The criterion against the original's losses, from the reference outputs (no model needed)
-# ----------------------------------------------------------------------------------------------------------------------
+# ---- The criterion against the original's losses, from the reference outputs (no model needed) ----
 
 
 def _reference_config(variant, **kwargs):
@@ -785,19 +784,46 @@ def test_criterion_reproduces_reference_losses_from_stored_outputs(variant):
             assert value.item() == pytest.approx(expected, rel=1e-5), f"{name}_{i}"
 
 
-def test_matched_target_masks_one_gather_equals_per_image_gather_and_padding():
-    # Same-size masks take one gather from all images' masks; mixed sizes are gathered per image and zero-padded.
-    # Both must give the masks of the pairs, in pair order (image by image, each image's target order).
+def test_matched_target_points_equal_sampling_each_pairs_own_mask():
+    # Each target is sampled once for all its pairs (denoising repeats every target); the values must be those of
+    # sample_point on a per-pair copy of the target mask, zero-padded at the bottom/right to the batch's largest size.
     generator = torch.Generator().manual_seed(0)
     same = [{"masks": torch.rand(3, 8, 10, generator=generator)}, {"masks": torch.rand(4, 8, 10, generator=generator)}]
-    indices = [(torch.tensor([5, 1]), torch.tensor([2, 0])), (torch.tensor([0, 3, 7]), torch.tensor([3, 3, 1]))]
-    expected = torch.cat([same[0]["masks"][[2, 0]], same[1]["masks"][[3, 3, 1]]])
-    gathered = MaskDinoLoss._matched_target_masks(same, indices, torch.device("cpu"), torch.float32)
-    torch.testing.assert_close(gathered, expected, rtol=0, atol=0)
-
     mixed = [same[0], {"masks": torch.rand(4, 6, 12, generator=generator)}]
-    padded = MaskDinoLoss._matched_target_masks(mixed, indices, torch.device("cpu"), torch.float32)
-    assert padded.shape == (5, 8, 12)
-    torch.testing.assert_close(padded[:2, :, :10], same[0]["masks"][[2, 0]], rtol=0, atol=0)
-    assert not padded[:2, :, 10:].any() and not padded[2:, 6:].any()
-    torch.testing.assert_close(padded[2:, :6], mixed[1]["masks"][[3, 3, 1]], rtol=0, atol=0)
+    indices = [
+        (torch.tensor([5, 1, 9]), torch.tensor([2, 0, 2])),
+        (torch.tensor([0, 3, 7, 8]), torch.tensor([3, 3, 1, 3])),
+    ]
+    grid = torch.rand(7, 1, 50, 2, generator=generator) * 2.2 - 1.1  # some points outside: zero padding
+    for targets in (same, mixed):
+        height = max(target["masks"].shape[-2] for target in targets)
+        width = max(target["masks"].shape[-1] for target in targets)
+        pair_masks = torch.cat(
+            [
+                nn.functional.pad(t["masks"], (0, width - t["masks"].shape[-1], 0, height - t["masks"].shape[-2]))[i]
+                for t, (_, i) in zip(targets, indices)
+            ]
+        )
+        expected = nn.functional.grid_sample(pair_masks[:, None], grid, align_corners=False)[:, 0, 0]
+        points = MaskDinoLoss._matched_target_points(targets, indices, grid)
+        torch.testing.assert_close(points, expected, rtol=0, atol=0)
+
+
+def test_mask_losses_from_the_logits_factors_equal_those_from_the_logits():
+    # The model passes each set's mask embeddings and the mask features, so that the backward pass works on the
+    # matched rows only: same losses and gradients as from the dense mask logits.
+    criterion = MaskDinoLoss(MaskDinoConfig(train_num_points=200))
+    generator = torch.Generator().manual_seed(0)
+    embeddings = torch.randn(2, 12, 8, generator=generator, requires_grad=True)
+    features = torch.randn(2, 8, 16, 20, generator=generator).to(memory_format=torch.channels_last).requires_grad_()
+    targets = [{"masks": (torch.rand(n, 64, 80, generator=generator) > 0.5).float()} for n in (3, 2)]
+    indices = [(torch.tensor([1, 4, 7, 9]), torch.tensor([2, 0, 2, 1])), (torch.tensor([0, 11]), torch.tensor([1, 0]))]
+    results = []
+    for factors in (None, (embeddings, features)):
+        logits = torch.einsum("bqc,bchw->bqhw", embeddings, features)
+        torch.manual_seed(0)
+        losses = criterion.loss_masks(logits, targets, indices, torch.tensor(6.0), *(factors or ()))
+        gradients = torch.autograd.grad(losses["loss_mask"] + losses["loss_dice"], (embeddings, features))
+        results.append((losses["loss_mask"], losses["loss_dice"], *gradients))
+    for dense, factored in zip(*results):
+        torch.testing.assert_close(factored, dense, rtol=1e-5, atol=1e-7)

@@ -367,6 +367,18 @@ def test_training_step_gives_every_parameter_a_gradient(kwargs):
     assert not no_gradient, f"parameters without gradient (DDP would need find_unused_parameters): {no_gradient}"
 
 
+def test_every_training_output_set_carries_the_mask_embeddings_of_its_logits():
+    # the loss computes the matched masks from these factors (loss_masks); they must be the sets' own
+    model = make_model(tiny_config()).train()
+    masks, labels = random_targets(2, 64, 96)
+    outputs = model(torch.randn(2, 3, 64, 96), mask_labels=masks, class_labels=labels, output_auxiliary_logits=True)
+    denoising = outputs.denoising_outputs
+    sets = [outputs, outputs.encoder_proposal_outputs, denoising, *outputs.auxiliary_outputs]
+    for output in sets + denoising["auxiliary_outputs"]:
+        logits = torch.einsum("bqc,bchw->bqhw", output["mask_embeddings"], outputs.mask_features)
+        torch.testing.assert_close(logits, output["masks_queries_logits"])
+
+
 def test_training_with_an_image_without_targets_and_denoising_outputs():
     model = make_model(tiny_config()).train()
     masks, labels = random_targets(2, 64, 96, counts=(3, 0))

@@ -15,15 +15,13 @@ from transformers.loss.loss_for_object_detection import dice_loss, generalized_b
 from transformers.loss.loss_rf_detr import (
     pair_wise_dice_loss,
     sample_point,
-    sample_points_using_uncertainty,
+    sample_points_using_uncertainty,  # noqa: F401 (importable from here, see the note at the end)
     sigmoid_cross_entropy_loss,
 )
 
 from .configuration_maskdino import MaskDinoConfig
 
-# --------------------------------------------------------------------------------------------------------------------
-# Pure functions
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Pure functions ----
 
 
 # Adapted from transformers.models.mask2former.modeling_mask2former.pair_wise_sigmoid_cross_entropy_loss: divides by
@@ -43,9 +41,43 @@ def pair_wise_sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor) -> Tens
         `torch.Tensor` of shape `(num_queries, num_targets)`.
     """
     num_points = inputs.shape[1]
-    loss_positive = nn.functional.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
-    loss_negative = nn.functional.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    # binary_cross_entropy_with_logits with all-ones and all-zeros targets, bit for bit, from one log-sigmoid
+    log_sigmoid = nn.functional.logsigmoid(inputs)
+    loss_positive = -log_sigmoid
+    loss_negative = inputs - log_sigmoid
     return (loss_positive @ labels.T + loss_negative @ (1 - labels).T) / num_points
+
+
+# Adapted from transformers.loss.loss_rf_detr.sample_points_using_uncertainty (same random draws, same points):
+# returns grid_sample's [-1, 1] grid rather than [0, 1] points, so that the candidates are converted once and in
+# place, and the predictions and targets are sampled on one grid (sample_point converts the points on every call).
+def uncertain_point_grid(
+    logits: Tensor, num_points: int, oversample_ratio: float, importance_sample_ratio: float
+) -> Tensor:
+    """
+    Sampling grid of the most uncertain points of each mask (logits nearest 0, among `num_points *
+    oversample_ratio` uniform candidates) plus uniform points.
+
+    Args:
+        logits (`torch.Tensor` of shape `(num_masks, 1, height, width)`):
+            Mask logits.
+
+    Returns:
+        `torch.Tensor` of shape `(num_masks, 1, num_points, 2)`: `grid_sample` coordinates in [-1, 1], the
+        `int(importance_sample_ratio * num_points)` uncertain points first (most uncertain first).
+    """
+    num_masks = logits.shape[0]
+    candidates = torch.rand(num_masks, 1, int(num_points * oversample_ratio), 2, device=logits.device)
+    candidates = candidates.mul_(2.0).sub_(1.0)  # 2 * x - 1, as sample_point computes it
+    uncertainty = nn.functional.grid_sample(logits, candidates, align_corners=False)[:, 0, 0].abs_().neg_()
+    num_uncertain_points = int(importance_sample_ratio * num_points)
+    index = torch.topk(uncertainty, k=num_uncertain_points, dim=1)[1]
+    grid = torch.gather(candidates, 2, index[:, None, :, None].expand(-1, -1, -1, 2))
+    num_random_points = num_points - num_uncertain_points
+    if num_random_points > 0:
+        uniform = torch.rand(num_masks, 1, num_random_points, 2, device=logits.device)
+        grid = torch.cat([grid, uniform.mul_(2.0).sub_(1.0)], dim=2)
+    return grid
 
 
 def pair_wise_sigmoid_focal_cost(logits: Tensor, target_labels: Tensor, alpha: float, gamma: float) -> Tensor:
@@ -86,9 +118,7 @@ def pair_wise_box_costs(pred_boxes: Tensor, target_boxes: Tensor) -> tuple[Tenso
     return cost_l1, cost_giou
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Matcher
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Matcher ----
 
 
 class MaskDinoHungarianMatcher(nn.Module):
@@ -191,9 +221,8 @@ class MaskDinoHungarianMatcher(nn.Module):
         return cost
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Criterion
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Criterion ----
+
 
 def _base_loss_name(key: str) -> str:
     """`"loss_giou_dn_3"` -> `"loss_giou"`."""
@@ -252,7 +281,7 @@ class MaskDinoLoss(nn.Module):
             focal_gamma=config.focal_gamma,
         )
 
-    # ---- per-loss methods -----------------------------------------------------------------------------------------
+    # ---- per-loss methods ----
 
     @staticmethod
     def _prediction_indices(indices: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -312,8 +341,18 @@ class MaskDinoLoss(nn.Module):
         loss_giou = (1 - giou).sum() / num_masks
         return {"loss_bbox": loss_bbox, "loss_giou": loss_giou}
 
-    def loss_masks(self, mask_logits: Tensor, targets: list[dict], indices: list, num_masks: Tensor) -> dict:
-        """`loss_mask` (BCE) and `loss_dice` on uncertainty-sampled points of each matched pair."""
+    def loss_masks(
+        self,
+        mask_logits: Tensor,
+        targets: list[dict],
+        indices: list,
+        num_masks: Tensor,
+        mask_embeddings: Tensor | None = None,
+        mask_features: Tensor | None = None,
+    ) -> dict:
+        """`loss_mask` (BCE) and `loss_dice` on uncertainty-sampled points of each matched pair. Given the factors of
+        `mask_logits` (`mask_embeddings`, `mask_features`), the pairs' masks are computed from them, so that the
+        backward pass works on their rows only, not on a zero-filled gradient of every query's mask."""
         device = mask_logits.device
         indices = self._pairs_with_masks(targets, indices)
         batch_index, query_index = self._prediction_indices(indices)
@@ -322,17 +361,27 @@ class MaskDinoLoss(nn.Module):
             zero = mask_logits.sum() * 0.0
             return {"loss_mask": zero, "loss_dice": zero.clone()}
         # float32: the point coordinates are float32 (grid_sample wants one dtype) and the losses are computed in it
-        pred_masks = mask_logits[batch_index.to(device), query_index.to(device)].float()[:, None]  # num_pairs, 1, h, w
-        target_masks = self._matched_target_masks(targets, indices, device, torch.float32)[:, None]
+        if mask_embeddings is not None and mask_features is not None:
+            pair_embeddings = mask_embeddings[batch_index.to(device), query_index.to(device)]
+            pairs_per_image = [len(source) for source, _ in indices]  # the pairs are in image order
+            pred_masks = torch.cat(
+                [
+                    embeddings @ features.flatten(1)
+                    for embeddings, features in zip(pair_embeddings.split(pairs_per_image), mask_features.unbind(0))
+                ]
+            )
+            pred_masks = pred_masks.view(-1, 1, *mask_features.shape[-2:]).float()  # num_pairs, 1, h, w
+        else:
+            pred_masks = mask_logits[batch_index.to(device), query_index.to(device)].float()[:, None]
 
         # No upsampling: points are in normalised coordinates, so predictions (1/4 resolution) and targets (input
         # resolution) are sampled at the same places.
         with torch.no_grad():
-            point_coordinates = sample_points_using_uncertainty(
+            point_grid = uncertain_point_grid(
                 pred_masks, self.num_points, self.oversample_ratio, self.importance_sample_ratio
             )
-            point_labels = sample_point(target_masks, point_coordinates, align_corners=False).squeeze(1)
-        point_logits = sample_point(pred_masks, point_coordinates, align_corners=False).squeeze(1)
+            point_labels = self._matched_target_points(targets, indices, point_grid)
+        point_logits = nn.functional.grid_sample(pred_masks, point_grid, align_corners=False)[:, 0, 0]
         return {
             "loss_mask": sigmoid_cross_entropy_loss(point_logits, point_labels, num_masks),
             "loss_dice": dice_loss(point_logits, point_labels, num_masks),
@@ -350,32 +399,41 @@ class MaskDinoLoss(nn.Module):
         return kept
 
     @staticmethod
-    def _matched_target_masks(targets: list[dict], indices: list, device, dtype) -> Tensor:
-        """Matched target masks, zero-padded at the bottom/right to the largest size in the batch."""
-        if len({(target["masks"].shape[-2:], target["masks"].device) for target in targets}) == 1:
-            # one size (the usual case): one gather from all images' masks, not a gather, padded copy and
-            # concatenation per image
-            first_target = itertools.accumulate((len(target["masks"]) for target in targets[:-1]), initial=0)
-            pair_targets = torch.cat(
-                [target_index.to(torch.int64) + start for (_, target_index), start in zip(indices, first_target)]
-            )
-            all_masks = torch.cat([target["masks"] for target in targets])
-            return all_masks[pair_targets.to(all_masks.device)].to(device=device, dtype=dtype)
-        masks = [
-            target["masks"][target_index.to(target["masks"].device)]
-            for target, (_, target_index) in zip(targets, indices)
-        ]
-        height = max(mask.shape[-2] for mask in masks)
-        width = max(mask.shape[-1] for mask in masks)
-        masks = [
-            nn.functional.pad(
-                mask.to(device=device, dtype=dtype), (0, width - mask.shape[-1], 0, height - mask.shape[-2])
-            )
-            for mask in masks
-        ]
-        return torch.cat(masks)
+    def _matched_target_points(targets: list[dict], indices: list, point_grid: Tensor) -> Tensor:
+        """Each pair's target mask (zero-padded at the bottom/right to the batch's largest size) sampled on the pair's
+        grid, `(num_pairs, num_points)`. A target of several pairs (each denoising group repeats every target) is
+        sampled in one `grid_sample` batch entry for all of them, not copied at full size per pair."""
+        device = point_grid.device
+        height = max(target["masks"].shape[-2] for target in targets)
+        width = max(target["masks"].shape[-1] for target in targets)
+        all_masks = torch.cat(
+            [
+                nn.functional.pad(
+                    target["masks"].to(device=device, dtype=torch.float32),
+                    (0, width - target["masks"].shape[-1], 0, height - target["masks"].shape[-2]),
+                )
+                for target in targets
+            ]
+        )
+        first_target = itertools.accumulate((len(target["masks"]) for target in targets[:-1]), initial=0)
+        pair_targets = torch.cat(
+            [target_index.to(torch.int64) + start for (_, target_index), start in zip(indices, first_target)]
+        ).to(device)
+        # slot: which of its target's pairs this pair is
+        pairs_per_target = torch.bincount(pair_targets, minlength=len(all_masks))
+        order = torch.argsort(pair_targets, stable=True)
+        first_pair_of_target = torch.cumsum(pairs_per_target, 0) - pairs_per_target
+        slot = torch.empty_like(pair_targets)
+        slot[order] = torch.arange(len(order), device=device) - first_pair_of_target[pair_targets[order]]
+        num_slots, num_points = int(pairs_per_target.max()), point_grid.shape[2]
+        target_grid = point_grid.new_zeros(len(all_masks), num_slots, num_points, 2)
+        target_grid[pair_targets, slot] = point_grid[:, 0]
+        sampled = nn.functional.grid_sample(
+            all_masks[:, None], target_grid.view(len(all_masks), 1, num_slots * num_points, 2), align_corners=False
+        )
+        return sampled.view(len(all_masks), num_slots, num_points)[pair_targets, slot]
 
-    # ---- per-branch methods ---------------------------------------------------------------------------------------
+    # ---- per-branch methods ----
 
     def _losses_for_output_set(
         self,
@@ -385,26 +443,37 @@ class MaskDinoLoss(nn.Module):
         num_masks: Tensor,
         with_masks: bool,
         with_boxes: bool,
+        mask_features: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Unweighted losses of one output set given its assignment (the original's order: labels, masks, boxes)."""
         losses = self.loss_labels(output["class_queries_logits"], targets, indices, num_masks)
         if with_masks:
-            losses.update(self.loss_masks(output["masks_queries_logits"], targets, indices, num_masks))
+            mask_embeddings = output.get("mask_embeddings")
+            losses.update(
+                self.loss_masks(
+                    output["masks_queries_logits"], targets, indices, num_masks, mask_embeddings, mask_features
+                )
+            )
         if with_boxes:
             losses.update(self.loss_boxes(output["pred_boxes"], targets, indices, num_masks))
         return losses
 
-    def _matching_losses(self, output: Mapping, targets: list[dict], num_masks: Tensor) -> dict:
+    def _matching_losses(
+        self, output: Mapping, targets: list[dict], num_masks: Tensor, mask_features: Tensor | None
+    ) -> dict:
         """Hungarian matching then losses, for the final, an auxiliary or the encoder-proposal output set."""
         indices = self.matcher(
             output["class_queries_logits"], output["masks_queries_logits"], output["pred_boxes"], targets
         )
-        return self._losses_for_output_set(
-            output, targets, indices, num_masks, with_masks=True, with_boxes=self.use_box_loss
-        )
+        return self._losses_for_output_set(output, targets, indices, num_masks, True, self.use_box_loss, mask_features)
 
     def _denoising_losses(
-        self, output: Mapping | None, targets: list[dict], num_masks: Tensor, denoising_meta_values: dict | None
+        self,
+        output: Mapping | None,
+        targets: list[dict],
+        num_masks: Tensor,
+        denoising_meta_values: dict | None,
+        mask_features: Tensor | None,
     ) -> dict:
         """Losses of the denoising queries of one decoder output, on their fixed assignment and normalised by
         `num_masks * num_denoising_groups`; zeros (same keys) when the batch had no denoising group."""
@@ -417,10 +486,10 @@ class MaskDinoLoss(nn.Module):
         num_groups = denoising_meta_values["num_denoising_groups"]
         # the original always trains the denoising boxes, whatever `use_box_loss` says
         return self._losses_for_output_set(
-            output, targets, indices, num_masks * num_groups, with_masks=self.denoise_masks, with_boxes=True
+            output, targets, indices, num_masks * num_groups, self.denoise_masks, True, mask_features
         )
 
-    # ---- entry points ---------------------------------------------------------------------------------------------
+    # ---- entry points ----
 
     @staticmethod
     def loss_terms_per_image(targets: list[dict]) -> list[tuple[str, ...]]:
@@ -457,7 +526,8 @@ class MaskDinoLoss(nn.Module):
                 `(batch_size, num_queries, height, width)`, `pred_boxes` `(batch_size, num_queries, 4)`;
                 `auxiliary_outputs` (list of dicts with the same keys, earliest first); `encoder_proposal_outputs`
                 (dict with the same keys, or `None` without query selection); `denoising_outputs` (dict with the same
-                keys and its own `auxiliary_outputs`, or `None`).
+                keys and its own `auxiliary_outputs`, or `None`); optionally `mask_features` and, in each set,
+                `mask_embeddings` (see `loss_masks`).
             targets (`list[dict]`):
                 Per image, `"labels"` (`(num_targets,)` long), `"masks"` (`(num_targets, padded_height,
                 padded_width)`, zero-padded to the input size) and `"boxes"` (`(num_targets, 4)` (center_x, center_y,
@@ -472,12 +542,15 @@ class MaskDinoLoss(nn.Module):
         denoising_outputs = outputs.get("denoising_outputs")
         with_denoising = self.num_denoising > 0
         encoder_proposal_outputs = outputs.get("encoder_proposal_outputs")
+        mask_features = outputs.get("mask_features")
 
         # Branch order = the original's order of random draws: final, its denoising part, then each auxiliary set
         # followed by its denoising part, then the encoder proposals.
-        losses = self._matching_losses(outputs, targets, num_masks)
+        losses = self._matching_losses(outputs, targets, num_masks, mask_features)
         if with_denoising:
-            dn_losses = self._denoising_losses(denoising_outputs, targets, num_masks, denoising_meta_values)
+            dn_losses = self._denoising_losses(
+                denoising_outputs, targets, num_masks, denoising_meta_values, mask_features
+            )
             losses.update({f"{key}_dn": value for key, value in dn_losses.items()})
 
         if self.use_auxiliary_loss:
@@ -486,15 +559,17 @@ class MaskDinoLoss(nn.Module):
             # from the encoder.
             first_denoising_layer = 0 if encoder_proposal_outputs is not None else 1
             for i, auxiliary_output in enumerate(outputs.get("auxiliary_outputs") or []):
-                aux_losses = self._matching_losses(auxiliary_output, targets, num_masks)
+                aux_losses = self._matching_losses(auxiliary_output, targets, num_masks, mask_features)
                 losses.update({f"{key}_{i}": value for key, value in aux_losses.items()})
                 if with_denoising and i >= first_denoising_layer:
                     dn_output = denoising_auxiliary[i] if i < len(denoising_auxiliary) else None
-                    dn_losses = self._denoising_losses(dn_output, targets, num_masks, denoising_meta_values)
+                    dn_losses = self._denoising_losses(
+                        dn_output, targets, num_masks, denoising_meta_values, mask_features
+                    )
                     losses.update({f"{key}_dn_{i}": value for key, value in dn_losses.items()})
 
         if encoder_proposal_outputs is not None:
-            interm_losses = self._matching_losses(encoder_proposal_outputs, targets, num_masks)
+            interm_losses = self._matching_losses(encoder_proposal_outputs, targets, num_masks, mask_features)
             losses.update({f"{key}_interm": value for key, value in interm_losses.items()})
 
         return {key: value * self.weight_dict[_base_loss_name(key)] for key, value in losses.items()}

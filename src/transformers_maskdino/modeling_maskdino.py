@@ -32,9 +32,7 @@ except ImportError:
     msda_kernels = None
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Outputs
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Outputs ----
 
 
 @dataclass
@@ -102,11 +100,14 @@ class MaskDinoPredictionOutput(ModelOutput):
         Mask logits.
     pred_boxes (`torch.FloatTensor` of shape `(batch_size, num_queries, 4)`):
         Sigmoid (center_x, center_y, width, height) boxes relative to the padded input.
+    mask_embeddings (`torch.FloatTensor` of shape `(batch_size, num_queries, mask_feature_size)`):
+        The mask head's output: `masks_queries_logits = einsum("bqc,bchw->bqhw", mask_embeddings, mask_features)`.
     """
 
     class_queries_logits: torch.FloatTensor | None = None
     masks_queries_logits: torch.FloatTensor | None = None
     pred_boxes: torch.FloatTensor | None = None
+    mask_embeddings: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -122,8 +123,8 @@ class MaskDinoModelOutput(ModelOutput):
     auxiliary_outputs (`list[dict]`):
         Predictions before the last layer, earliest first: the initial prediction from the selected queries (when
         `config.initial_prediction`), then every decoder layer but the last. Each dict has `class_queries_logits`,
-        `masks_queries_logits` (`None` at inference, i.e. in eval mode without targets: the original predicts
-        intermediate masks only for the loss) and `pred_boxes`. [`MaskDinoForUniversalSegmentation`] returns them
+        `masks_queries_logits` and `mask_embeddings` (`None` at inference, i.e. in eval mode without targets: the
+        original predicts intermediate masks only for the loss) and `pred_boxes`. [`MaskDinoForUniversalSegmentation`] returns them
         only with `output_auxiliary_logits=True`.
     encoder_proposal_outputs ([`MaskDinoPredictionOutput`], *optional*):
         With query selection (`config.init_queries_from_encoder`): `class_queries_logits`, `masks_queries_logits`
@@ -157,6 +158,10 @@ class MaskDinoModelOutput(ModelOutput):
         Flattened output of the deformable encoder.
     encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions, cross_attentions (`tuple`, *optional*):
         Per-layer states and attention weights, returned with `output_hidden_states` / `output_attentions`.
+    mask_embeddings (`torch.FloatTensor` of shape `(batch_size, num_queries, mask_feature_size)`):
+        The mask head's output for the last layer: `masks_queries_logits = einsum("bqc,bchw->bqhw",
+        mask_embeddings, mask_features)`. The loss computes the matched queries' masks from it, so that the
+        backward pass touches only their rows.
     """
 
     class_queries_logits: torch.FloatTensor | None = None
@@ -182,6 +187,7 @@ class MaskDinoModelOutput(ModelOutput):
     decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    mask_embeddings: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -211,7 +217,7 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
     last_hidden_state, intermediate_hidden_states, intermediate_reference_points, encoder_class_logits,
     encoder_topk_indices, mask_features, multi_scale_features, backbone_features, encoder_inputs, fpn_output,
     encoder_last_hidden_state, encoder_hidden_states, encoder_attentions, decoder_hidden_states, decoder_attentions,
-    cross_attentions:
+    cross_attentions, mask_embeddings:
         As in [`MaskDinoModelOutput`].
     """
 
@@ -242,11 +248,10 @@ class MaskDinoForUniversalSegmentationOutput(ModelOutput):
     decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
     decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
+    mask_embeddings: torch.FloatTensor | None = None
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Attention and small blocks
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Attention and small blocks ----
 
 
 def exporting_or_tracing() -> bool:
@@ -751,9 +756,7 @@ class MaskDinoMLPPredictionHead(nn.Module):
         return hidden_states
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Layers
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Layers ----
 
 
 class MaskDinoPixelDecoderEncoderLayer(GradientCheckpointingLayer):
@@ -849,9 +852,7 @@ class MaskDinoDecoderLayer(GradientCheckpointingLayer):
         return hidden_states
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Pretrained base
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Pretrained base ----
 
 
 def sampling_offsets_grid_init(num_heads: int, num_levels: int, num_points: int) -> Tensor:
@@ -926,9 +927,7 @@ class MaskDinoPreTrainedModel(PreTrainedModel):
                 return
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Stacks
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Stacks ----
 
 
 def stage_stride(stage_name: str) -> int:
@@ -1186,13 +1185,15 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
         self.post_init()
 
     def predict(self, queries: Tensor, mask_features: Tensor, predict_masks: bool = True):
-        """Class logits and (optionally) mask logits of `queries` (batch_size, num_queries, hidden_dim)."""
+        """Class logits and (optionally) mask logits and mask embeddings of `queries` (batch_size, num_queries,
+        hidden_dim)."""
         normed = self.layernorm(queries)
         class_logits = self.class_embed(normed)
-        mask_logits = None
+        mask_logits = mask_embeddings = None
         if predict_masks:
-            mask_logits = mask_logits_from(self.mask_embed(normed), mask_features)
-        return class_logits, mask_logits
+            mask_embeddings = self.mask_embed(normed)
+            mask_logits = mask_logits_from(mask_embeddings, mask_features)
+        return class_logits, mask_logits, mask_embeddings
 
     @merge_with_config_defaults
     @capture_outputs
@@ -1256,9 +1257,7 @@ class MaskDinoDecoder(MaskDinoPreTrainedModel):
         )
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Denoising queries
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Denoising queries ----
 
 
 def noise_denoising_labels(labels: Tensor, label_noise_ratio: float, num_labels: int) -> Tensor:
@@ -1441,9 +1440,7 @@ def build_denoising_queries(
     return content, boxes_unsigmoided, self_attention_mask, denoising_meta_values
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------------------------------
+# ---- Models ----
 
 
 def encoder_output_proposals(spatial_shapes_list, batch_size: int, device, dtype) -> tuple[Tensor, Tensor]:
@@ -1605,11 +1602,14 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         topk_indices = torch.topk(encoder_class_logits.max(-1)[0], self.config.num_queries, dim=1)[1]
         selected_boxes = torch.gather(encoder_boxes_unsigmoided, 1, topk_indices.unsqueeze(-1).expand(-1, -1, 4))
         selected_tokens = torch.gather(tokens, 1, topk_indices.unsqueeze(-1).expand(-1, -1, hidden_dim))
-        proposal_class_logits, proposal_mask_logits = self.decoder.predict(selected_tokens, mask_features)
+        proposal_class_logits, proposal_mask_logits, proposal_mask_embeddings = self.decoder.predict(
+            selected_tokens, mask_features
+        )
         proposal_outputs = MaskDinoPredictionOutput(
             class_queries_logits=proposal_class_logits,
             masks_queries_logits=proposal_mask_logits,
             pred_boxes=selected_boxes.sigmoid(),
+            mask_embeddings=proposal_mask_embeddings,
         )
         content = selected_tokens.detach()
         if self.config.learnable_query_content:
@@ -1648,11 +1648,12 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
         self_attention_mask = self_attention_mask.masked_fill(dn_mask, float("-inf"))[None, None]
         return content, anchors_unsigmoided, self_attention_mask, denoising_meta_values
 
-    def _prediction_set(self, class_logits, mask_logits, boxes, start: int, end: int | None) -> dict:
+    def _prediction_set(self, class_logits, mask_logits, mask_embeddings, boxes, start: int, end: int | None) -> dict:
         return {
             "class_queries_logits": class_logits[:, start:end],
             "masks_queries_logits": None if mask_logits is None else mask_logits[:, start:end],
             "pred_boxes": boxes[:, start:end],
+            "mask_embeddings": None if mask_embeddings is None else mask_embeddings[:, start:end],
         }
 
     @can_return_tuple
@@ -1720,7 +1721,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
 
         # every step's masks are needed for the loss (also for an eval-mode loss); at plain inference only the last
         predict_all_masks = self.training or denoising_targets is not None
-        predictions = []  # (class logits, mask logits) per prediction step
+        predictions = []  # (class logits, mask logits, mask embeddings) per prediction step
         if config.initial_prediction:
             predictions.append(self.decoder.predict(content, mask_features, predict_masks=predict_all_masks))
 
@@ -1752,14 +1753,14 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             boxes.insert(0, anchors_unsigmoided.sigmoid())
 
         prediction_sets = [
-            self._prediction_set(class_logits, mask_logits, box, num_denoising_queries, None)
-            for (class_logits, mask_logits), box in zip(predictions, boxes)
+            self._prediction_set(*prediction, box, num_denoising_queries, None)
+            for prediction, box in zip(predictions, boxes)
         ]
         denoising_outputs = None
         if num_denoising_queries > 0:
             denoising_sets = [
-                self._prediction_set(class_logits, mask_logits, box, 0, num_denoising_queries)
-                for (class_logits, mask_logits), box in zip(predictions, boxes)
+                self._prediction_set(*prediction, box, 0, num_denoising_queries)
+                for prediction, box in zip(predictions, boxes)
             ]
             denoising_outputs = {**denoising_sets[-1], "auxiliary_outputs": denoising_sets[:-1]}
         elif self.training:
@@ -1794,6 +1795,7 @@ class MaskDinoModel(MaskDinoPreTrainedModel):
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
+            mask_embeddings=final["mask_embeddings"],
         )
 
 

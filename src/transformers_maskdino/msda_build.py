@@ -62,9 +62,7 @@ class KernelSourcesMissingError(KernelUnavailableError):
     """This copy of the package has no kernel sources: fall back without a warning."""
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Sources and toolchain
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Sources and toolchain ----
 
 
 def kernel_source_dir() -> Path | None:
@@ -241,9 +239,7 @@ def build_settings(device_type: str) -> BuildSettings:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The cache
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- The cache ----
 
 
 def cache_name(settings: BuildSettings) -> str:

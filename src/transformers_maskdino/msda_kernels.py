@@ -59,9 +59,7 @@ def kernel_mode() -> str:
     return mode
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Operator schemas and fake implementations (no compilation involved)
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Operator schemas and fake implementations (no compilation involved) ----
 
 _library = None
 
@@ -95,9 +93,7 @@ def _define_ops() -> None:
     _library = library
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Loading, once per process and device type
-# ---------------------------------------------------------------------------------------------------------------------
+# ---- Loading, once per process and device type ----
 
 _state_lock = threading.RLock()
 _loaded: dict[str, str] = {}  # device type -> path of the loaded library
