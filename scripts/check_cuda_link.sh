@@ -23,6 +23,10 @@ fi
 if ! "$VENV/bin/python" -c "import torch, torchvision, sys; sys.exit(0 if torch.version.cuda and torch.version.cuda.startswith('13.') else 1)" 2>/dev/null; then
     "$VENV/bin/pip" install --quiet "$TORCH_SPEC" "$TORCHVISION_SPEC"
 fi
+# INSTALL_ONLY=1: only the venv and torch (CI installs them while its first test pass runs)
+if [ "${INSTALL_ONLY:-0}" = 1 ]; then
+    exit 0
+fi
 # the package and its test dependencies; the CUDA torch above already satisfies its torch requirement
 "$VENV/bin/pip" install --quiet -e "$REPO[dev]"
 

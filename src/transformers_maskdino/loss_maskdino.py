@@ -3,7 +3,6 @@
 """Mask DINO training loss: pure loss and cost functions, Hungarian matching and the hybrid (class, box, mask)
 criterion. The denoising-query builder and the box helpers the model also uses live in `modeling_maskdino`."""
 
-import itertools
 from collections.abc import Mapping
 
 import torch
@@ -403,35 +402,33 @@ class MaskDinoLoss(nn.Module):
         """Each pair's target mask (zero-padded at the bottom/right to the batch's largest size) sampled on the pair's
         grid, `(num_pairs, num_points)`. A target of several pairs (each denoising group repeats every target) is
         sampled in one `grid_sample` batch entry for all of them, not copied at full size per pair."""
-        device = point_grid.device
+        device, num_points = point_grid.device, point_grid.shape[2]
         height = max(target["masks"].shape[-2] for target in targets)
         width = max(target["masks"].shape[-1] for target in targets)
-        all_masks = torch.cat(
-            [
-                nn.functional.pad(
-                    target["masks"].to(device=device, dtype=torch.float32),
-                    (0, width - target["masks"].shape[-1], 0, height - target["masks"].shape[-2]),
-                )
-                for target in targets
-            ]
-        )
-        first_target = itertools.accumulate((len(target["masks"]) for target in targets[:-1]), initial=0)
-        pair_targets = torch.cat(
-            [target_index.to(torch.int64) + start for (_, target_index), start in zip(indices, first_target)]
-        ).to(device)
-        # slot: which of its target's pairs this pair is
-        pairs_per_target = torch.bincount(pair_targets, minlength=len(all_masks))
-        order = torch.argsort(pair_targets, stable=True)
-        first_pair_of_target = torch.cumsum(pairs_per_target, 0) - pairs_per_target
-        slot = torch.empty_like(pair_targets)
-        slot[order] = torch.arange(len(order), device=device) - first_pair_of_target[pair_targets[order]]
-        num_slots, num_points = int(pairs_per_target.max()), point_grid.shape[2]
-        target_grid = point_grid.new_zeros(len(all_masks), num_slots, num_points, 2)
-        target_grid[pair_targets, slot] = point_grid[:, 0]
-        sampled = nn.functional.grid_sample(
-            all_masks[:, None], target_grid.view(len(all_masks), 1, num_slots * num_points, 2), align_corners=False
-        )
-        return sampled.view(len(all_masks), num_slots, num_points)[pair_targets, slot]
+        pair_grids = point_grid[:, 0].split([len(target_index) for _, target_index in indices])
+        points = []
+        # per image: its masks are sampled in place, not copied into one tensor for the batch
+        for target, (_, target_index), pair_grid in zip(targets, indices, pair_grids):
+            if len(target_index) == 0:
+                continue
+            masks = target["masks"].to(device=device, dtype=torch.float32)
+            if masks.shape[-2:] != (height, width):
+                masks = nn.functional.pad(masks, (0, width - masks.shape[-1], 0, height - masks.shape[-2]))
+            target_index = target_index.to(device=device, dtype=torch.int64)
+            # slot: which of its target's pairs this pair is
+            pairs_per_target = torch.bincount(target_index, minlength=len(masks))
+            order = torch.argsort(target_index, stable=True)
+            first_pair_of_target = torch.cumsum(pairs_per_target, 0) - pairs_per_target
+            slot = torch.empty_like(target_index)
+            slot[order] = torch.arange(len(order), device=device) - first_pair_of_target[target_index[order]]
+            num_slots = int(pairs_per_target.max())
+            target_grid = pair_grid.new_zeros(len(masks), num_slots, num_points, 2)
+            target_grid[target_index, slot] = pair_grid
+            sampled = nn.functional.grid_sample(
+                masks[:, None], target_grid.view(len(masks), 1, num_slots * num_points, 2), align_corners=False
+            )
+            points.append(sampled.view(len(masks), num_slots, num_points)[target_index, slot])
+        return torch.cat(points)
 
     # ---- per-branch methods ----
 

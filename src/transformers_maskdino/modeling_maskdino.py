@@ -124,8 +124,8 @@ class MaskDinoModelOutput(ModelOutput):
         Predictions before the last layer, earliest first: the initial prediction from the selected queries (when
         `config.initial_prediction`), then every decoder layer but the last. Each dict has `class_queries_logits`,
         `masks_queries_logits` and `mask_embeddings` (`None` at inference, i.e. in eval mode without targets: the
-        original predicts intermediate masks only for the loss) and `pred_boxes`. [`MaskDinoForUniversalSegmentation`] returns them
-        only with `output_auxiliary_logits=True`.
+        original predicts intermediate masks only for the loss) and `pred_boxes`.
+        [`MaskDinoForUniversalSegmentation`] returns them only with `output_auxiliary_logits=True`.
     encoder_proposal_outputs ([`MaskDinoPredictionOutput`], *optional*):
         With query selection (`config.init_queries_from_encoder`): `class_queries_logits`, `masks_queries_logits`
         and `pred_boxes` of the top-`num_queries` encoder tokens.
