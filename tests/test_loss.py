@@ -786,7 +786,7 @@ def test_criterion_reproduces_reference_losses_from_stored_outputs(variant):
 
 def test_matched_target_points_equal_sampling_each_pairs_own_mask():
     # Each target is sampled once for all its pairs (denoising repeats every target); the values must be those of
-    # sample_point on a per-pair copy of the target mask, zero-padded at the bottom/right to the batch's largest size.
+    # grid_sample on a per-pair copy of the target mask, zero-padded at the bottom/right to the batch's largest size.
     generator = torch.Generator().manual_seed(0)
     same = [{"masks": torch.rand(3, 8, 10, generator=generator)}, {"masks": torch.rand(4, 8, 10, generator=generator)}]
     mixed = [same[0], {"masks": torch.rand(4, 6, 12, generator=generator)}]

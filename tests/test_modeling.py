@@ -556,7 +556,6 @@ def test_encoder_ffn_in_token_chunks_equals_the_whole_at_once():
         torch.testing.assert_close(mlp(hidden), mlp._feed_forward(hidden), rtol=1e-6, atol=1e-6)
 
 
-
 def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_where_they_must(monkeypatch):
     # float32 CPU inference: one oneDNN convolution per layer with the frozen batch norm folded in, against
     # transformers' own ResNet (frozen batch norm, unfused) on the same weights and statistics, in both layouts

@@ -438,9 +438,9 @@ class MaskDinoLoss(nn.Module):
         targets: list[dict],
         indices: list,
         num_masks: Tensor,
+        mask_features: Tensor | None,
         with_masks: bool,
         with_boxes: bool,
-        mask_features: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Unweighted losses of one output set given its assignment (the original's order: labels, masks, boxes)."""
         losses = self.loss_labels(output["class_queries_logits"], targets, indices, num_masks)
@@ -462,7 +462,9 @@ class MaskDinoLoss(nn.Module):
         indices = self.matcher(
             output["class_queries_logits"], output["masks_queries_logits"], output["pred_boxes"], targets
         )
-        return self._losses_for_output_set(output, targets, indices, num_masks, True, self.use_box_loss, mask_features)
+        return self._losses_for_output_set(
+            output, targets, indices, num_masks, mask_features, with_masks=True, with_boxes=self.use_box_loss
+        )
 
     def _denoising_losses(
         self,
@@ -483,7 +485,13 @@ class MaskDinoLoss(nn.Module):
         num_groups = denoising_meta_values["num_denoising_groups"]
         # the original always trains the denoising boxes, whatever `use_box_loss` says
         return self._losses_for_output_set(
-            output, targets, indices, num_masks * num_groups, self.denoise_masks, True, mask_features
+            output,
+            targets,
+            indices,
+            num_masks * num_groups,
+            mask_features,
+            with_masks=self.denoise_masks,
+            with_boxes=True,
         )
 
     # ---- entry points ----
