@@ -71,11 +71,12 @@ def test_half_precision_outputs_are_finite(fixture_models, variant, dtype, kerne
 # 0.999 on these random-weight fixtures: a float32 forward whose weights and input are merely rounded to bfloat16
 # (what any `dtype=torch.bfloat16` model starts from) already correlates 0.9936 / 0.9972 / 0.9989 / 0.9991 in mask
 # logits (r50_panoptic / r50_instance / r50_semantic / swin_panoptic), and rounding the input alone gives 0.9981 on
-# r50_panoptic. Measured with bfloat16 arithmetic: masks 0.974-0.998, classes 0.9946-0.9995, boxes 0.997-0.9999.
-# r50_panoptic's classes move with the convolutions' summation order alone: 0.9952 NCHW, 0.9946 channels-last.
+# r50_panoptic. Measured with bfloat16 arithmetic: masks 0.974-0.997, classes 0.9933-0.9992, boxes 0.997-0.9998.
+# r50_panoptic's classes move with rounding order alone: 0.9952 NCHW, 0.9946 channels-last, 0.9933 with batch norm
+# folded into the bfloat16 convolutions (which lifts r50_instance's and r50_semantic's figures).
 MIN_CORRELATION = {
     torch.float16: (0.999, 0.999, 0.999),
-    torch.bfloat16: (0.994, 0.97, 0.997),
+    torch.bfloat16: (0.993, 0.97, 0.997),
 }
 
 
