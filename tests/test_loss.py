@@ -271,6 +271,28 @@ def test_matcher_minimises_the_total_cost_and_handles_empty_images():
         assert sum(cost[q, t].item() for q, t in zip(queries, target_indices)) == pytest.approx(best, rel=1e-6)
 
 
+def test_matcher_samples_channels_last_masks_with_the_numbers_of_nchw_sampling(monkeypatch):
+    import transformers_maskdino.loss_maskdino as loss_module
+
+    torch.manual_seed(0)
+    matcher = MaskDinoHungarianMatcher(num_points=500)
+    outputs = random_output_set(1, 400, 4, height=32, width=40)
+    target = random_targets([6], 4)[0]
+    arguments = [outputs[key][0] for key in ("class_queries_logits", "masks_queries_logits", "pred_boxes")]
+    torch.manual_seed(1)
+    cost = matcher._cost_matrix(*arguments, target)
+    layouts, real_sample_point = [], loss_module.sample_point
+
+    def nchw_sample_point(masks, *args, **kwargs):
+        layouts.append(masks.is_contiguous(memory_format=torch.channels_last) and not masks.is_contiguous())
+        return real_sample_point(masks.contiguous(), *args, **kwargs)
+
+    monkeypatch.setattr(loss_module, "sample_point", nchw_sample_point)
+    torch.manual_seed(1)
+    torch.testing.assert_close(cost, matcher._cost_matrix(*arguments, target), rtol=0, atol=0)
+    assert layouts == [False, True]  # the targets as given, the 400 queries' masks channels-last
+
+
 # ---- Criterion ----
 
 
