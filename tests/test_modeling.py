@@ -539,8 +539,14 @@ def test_fused_cpu_linear_gives_the_numbers_of_f_linear_and_steps_aside_where_it
     # F.linear with gradients, under autocast and in exports (the oneDNN op has no autograd, autocast rule or ONNX
     # translation)
     calls.clear()
+    hidden.requires_grad_(True)
     layer.float()(hidden, relu=True).sum().backward()
-    assert layer.weight.grad is not None
+    expected_grads = layer.weight.grad, hidden.grad
+    layer.weight.grad = hidden.grad = None
+    torch.nn.functional.linear(hidden, layer.weight, layer.bias).relu().sum().backward()
+    for ours, expected in zip(expected_grads, (layer.weight.grad, hidden.grad)):
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+    hidden = hidden.detach()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert layer(hidden).dtype == torch.bfloat16
     assert "mkldnn" not in str(torch.export.export(layer.eval(), (hidden,)).graph) and calls == []

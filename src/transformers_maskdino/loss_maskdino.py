@@ -42,8 +42,8 @@ def pair_wise_sigmoid_cross_entropy_loss(inputs: Tensor, labels: Tensor) -> Tens
     num_points = inputs.shape[1]
     # binary_cross_entropy_with_logits with all-ones and all-zeros targets, bit for bit, from one log-sigmoid
     log_sigmoid = nn.functional.logsigmoid(inputs)
-    loss_positive = -log_sigmoid
     loss_negative = inputs - log_sigmoid
+    loss_positive = log_sigmoid.neg_()  # in place: each (queries, points) temporary is fresh memory to page in
     return (loss_positive @ labels.T + loss_negative @ (1 - labels).T) / num_points
 
 

@@ -610,9 +610,14 @@ class MaskDinoLinear(nn.Linear):
     def forward(self, hidden_states: Tensor, relu: bool = False) -> Tensor:
         if fused_cpu_linear_applies(hidden_states, self.weight):
             return MKLDNN_LINEAR_POINTWISE(hidden_states, self.weight, self.bias, "relu" if relu else "none", [], "")
-        hidden_states = F.linear(hidden_states, self.weight, self.bias)
-        # in place: ReLU's backward only needs its output, and the encoder FFN's is the model's widest tensor
-        return hidden_states.relu_() if relu else hidden_states
+        if not relu:
+            return F.linear(hidden_states, self.weight, self.bias)
+        # in place: ReLU's backward only needs its output, and the encoder FFN's is the model's widest tensor. On a
+        # 2-d product: F.linear's n-d output is a view, and autograd would copy the whole gradient for an in-place op
+        # on it (0.8x the encoder FFN's training time without)
+        leading_shape = hidden_states.shape[:-1]
+        hidden_states = F.linear(hidden_states.reshape(-1, self.in_features), self.weight, self.bias)
+        return hidden_states.relu_().view(*leading_shape, self.out_features)
 
 
 def mask_logits_from(mask_embeddings: Tensor, mask_features: Tensor) -> Tensor:
