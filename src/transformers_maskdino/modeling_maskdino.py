@@ -370,8 +370,8 @@ def replace_batch_norm(module: nn.Module) -> None:
 class MaskDinoFrozenConvNorm(nn.Module):
     """transformers' ResNet convolution + frozen batch norm (+ ReLU), same parameter names. In float32 and bfloat16
     CPU inference: one oneDNN convolution, batch norm folded in (in float32, then rounded once), ReLU or residual +
-    ReLU fused (float32: a quarter of the backbone's time at 800x1216, outputs move ~1e-6 relative; bfloat16: 3-5% of
-    the forward, as close to float32 as unfused)."""
+    ReLU fused (fp32: a quarter of the backbone's time at 800x1216, outputs move ~1e-6 relative; bf16: 3-5% of the
+    forward, as close to fp32 as unfused)."""
 
     def __init__(self, convolution: nn.Conv2d, normalization: MaskDinoFrozenBatchNorm2d, relu: bool):
         super().__init__()
@@ -385,8 +385,7 @@ class MaskDinoFrozenConvNorm(nn.Module):
         if not (
             MKLDNN_CONVOLUTION_POINTWISE is not None
             and fused_cpu_inference_applies(hidden_states, conv.weight)
-            # oneDNN's bfloat16 residual fusion fails on NCHW tensors (PyTorch 2.13: "Unsupported datatype for
-            # add_relu"); MaskDinoModel runs CPU convolutions channels-last
+            # bf16 residual fusion fails on NCHW ("Unsupported datatype for add_relu"); the model runs channels-last
             and (
                 hidden_states.dtype == torch.float32
                 or all(
