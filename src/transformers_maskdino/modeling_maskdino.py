@@ -612,8 +612,8 @@ class MaskDinoLinear(nn.Linear):
         if not relu:
             return F.linear(hidden_states, self.weight, self.bias)
         # in place: ReLU's backward only needs its output, and the encoder FFN's is the model's widest tensor. On a
-        # 2-d product: F.linear's n-d output is a view, and autograd would copy the whole gradient for an in-place op
-        # on it (0.8x the encoder FFN's training time without)
+        # 2-d product: F.linear's n-d output is a view, and for an in-place op on it autograd copies the whole
+        # gradient (the encoder FFN trains 1.25x faster without)
         leading_shape = hidden_states.shape[:-1]
         hidden_states = F.linear(hidden_states.reshape(-1, self.in_features), self.weight, self.bias)
         return hidden_states.relu_().view(*leading_shape, self.out_features)
