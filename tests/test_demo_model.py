@@ -60,7 +60,9 @@ def test_the_sample_image_is_the_documented_synthetic_scene(sample_scene):
 
 
 def test_the_demo_model_segments_its_sample_image(sample_scene):
-    model = MaskDinoForUniversalSegmentation.from_pretrained(DEMO_DIR)
+    model, loading_info = MaskDinoForUniversalSegmentation.from_pretrained(DEMO_DIR, output_loading_info=True)
+    # a complete checkpoint: the loader would otherwise print a report of "newly initialized" tensors to every user
+    assert not any(loading_info.values()), loading_info
     processor = MaskDinoImageProcessor.from_pretrained(DEMO_DIR)
     assert model.num_parameters() < 1_250_000
     image = Image.open(DEMO_DIR / "sample.png").convert("RGB")

@@ -279,6 +279,20 @@ def test_missing_and_unexpected_tensors_are_reported(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
 
 
+@pytest.mark.parametrize("freeze_backbone_batch_norm", [True, False])
+def test_batch_norm_step_counters_are_optional_in_checkpoints(tmp_path, freeze_backbone_batch_norm):
+    # released checkpoints (and the demo model) have none; PyTorch's trainable BatchNorm saves one per layer
+    model = make_model(tiny_config(freeze_backbone_batch_norm=freeze_backbone_batch_norm))
+    state_dict = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    model.save_pretrained(tmp_path, state_dict=state_dict)
+    loaded, info = MaskDinoForUniversalSegmentation.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    counters = [b for name, b in loaded.named_buffers() if name.endswith("num_batches_tracked")]
+    assert (len(counters) == 0) == freeze_backbone_batch_norm and all(c.item() == 0 for c in counters)
+    for name, tensor in state_dict.items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
 # ------------------------------------------------------------------------------------------------------ behaviour
 
 

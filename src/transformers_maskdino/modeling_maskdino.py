@@ -886,6 +886,8 @@ class MaskDinoPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = [r"MaskDinoPixelDecoderEncoderLayer", r"MaskDinoDecoderLayer"]
     _supports_sdpa = True
+    # BatchNorm's step counter: unused by frozen statistics, and by a trainable BatchNorm with a momentum
+    _keys_to_ignore_on_load_missing = [r"num_batches_tracked"]
     _keys_to_ignore_on_load_unexpected = [r"num_batches_tracked"]
 
     @torch.no_grad()
