@@ -33,7 +33,11 @@ def normalized_padded_batch(images, height, width):
 @pytest.fixture(scope="module", params=REFERENCE_VARIANTS)
 def variant_run(request, converted_reference):
     variant = request.param
-    model = AutoModelForUniversalSegmentation.from_pretrained(converted_reference(variant)).eval()
+    model, loading_info = AutoModelForUniversalSegmentation.from_pretrained(
+        converted_reference(variant), output_loading_info=True
+    )
+    model.eval()
+    assert not any(loading_info.values()), f"{variant}: {loading_info}"  # every tensor converted, nothing left over
     inputs = load_file(REFERENCE_DIR / variant / "inputs.safetensors")
     with torch.no_grad():
         # intermediate feature maps come with `output_hidden_states`, earlier layers' predictions with
