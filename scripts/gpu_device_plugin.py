@@ -45,14 +45,19 @@ def pytest_configure(config):
     original = MaskDinoPreTrainedModel.from_pretrained.__func__
 
     def from_pretrained(cls, *args, **kwargs):
-        model = original(cls, *args, **kwargs).to(DEVICE)
+        loaded = original(cls, *args, **kwargs)
+        # `output_loading_info=True` returns (model, loading_info)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.to(DEVICE)
         model.register_forward_pre_hook(_inputs_to_model_device, with_kwargs=True)
         model.register_forward_hook(_outputs_to_cpu, with_kwargs=True)
-        return model
+        return loaded
 
     MaskDinoPreTrainedModel.from_pretrained = classmethod(from_pretrained)
     config.addinivalue_line("markers", f"device: tests ran with their models on {DEVICE}")
 
 
 def pytest_report_header(config):
-    return f"gpu_device_plugin: models on {DEVICE}" + (f" ({torch.cuda.get_device_name()})" if DEVICE == "cuda" else "")
+    return f"gpu_device_plugin: models on {DEVICE}" + (
+        f" ({torch.cuda.get_device_name()})" if DEVICE == "cuda" else ""
+    )
