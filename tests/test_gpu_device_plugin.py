@@ -13,7 +13,7 @@ from tiny_checkpoint import save_tiny_checkpoint
 from transformers_maskdino.modeling_maskdino import MaskDinoPreTrainedModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import gpu_device_plugin  # noqa: E402
+import gpu_device_plugin
 
 
 class _Config:
