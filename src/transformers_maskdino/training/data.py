@@ -411,6 +411,8 @@ class SegmentationTransform:
         outputs: dict[str, list] = {key: [] for key in keys}
         for index, image in enumerate(batch[self.image_column]):
             image = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+            if not image.flags.writeable:  # Pillow's and Arrow's arrays are read-only views: torch warns on wrapping one
+                image = image.copy()
             rng = self._row_rng(batch, index)
             if uses_objects:
                 objects = coco_objects_of_row(batch[self.objects_column][index])
