@@ -4,15 +4,16 @@
 checked here through `cpu:0`, which takes the same moves on the CPU."""
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from tiny_checkpoint import save_tiny_checkpoint
 
+from transformers_maskdino import MaskDinoForUniversalSegmentation
 from transformers_maskdino.modeling_maskdino import MaskDinoPreTrainedModel
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(REPO / "scripts"))
 import gpu_device_plugin
 
 
@@ -27,8 +28,6 @@ def test_models_loaded_under_the_plugin_run_and_return_cpu_outputs(output_loadin
     monkeypatch.setattr(MaskDinoPreTrainedModel, "from_pretrained", MaskDinoPreTrainedModel.from_pretrained)
     monkeypatch.setattr(gpu_device_plugin, "DEVICE", "cpu:0")
     gpu_device_plugin.pytest_configure(_Config())
-    from transformers_maskdino import MaskDinoForUniversalSegmentation
-
     directory = save_tiny_checkpoint(tmp_path)
     loaded = MaskDinoForUniversalSegmentation.from_pretrained(directory, output_loading_info=output_loading_info)
     if output_loading_info:  # the parity tests' form: (model, loading_info), both as transformers returns them
