@@ -18,10 +18,12 @@ thread count), then does one warm-up and `--repeats` timed forwards, then `--rep
 processor + forward + instance post-processing at the image size). The forward's FLOPs are counted once
 (`torch.utils.flop_counter`, which counts matrix products and convolutions, not deformable sampling or element-wise
 work). Reported per setting: median forward latency, the fraction of the limit it reaches (FLOPs / that process's
-matmul throughput in the setting's dtype / latency), the whole call, peak RSS (VmHWM) and the load average.
+matmul throughput in the setting's dtype / latency), the whole call, peak RSS (VmHWM), minor page faults per
+forward and the load average. `--profile` adds each setting's torch.profiler shares of one forward: linears,
+convolutions, deformable attention and the rest, with the rest's largest operators.
 
     python benchmarks/inference.py
-    python benchmarks/inference.py --rounds 1 --repeats 2 --settings fp32 bf16
+    python benchmarks/inference.py --rounds 1 --repeats 2 --settings fp32 bf16 --profile
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import time
 
@@ -76,6 +79,35 @@ def matmul_gflops(dtype, size: int = 2048, repeats: int = 10) -> float:
     return best
 
 
+# operator -> profile group (the rest: every other operator's self time)
+PROFILE_GROUPS = {
+    "mkldnn::_linear_pointwise": "linears",
+    "aten::addmm": "linears",
+    "aten::mm": "linears",
+    "aten::bmm": "linears",
+    "mkldnn::_convolution_pointwise": "convolutions",
+    "aten::mkldnn_convolution": "convolutions",
+    "maskdino_msda::ms_deform_attn_forward": "deformable attention",
+    "aten::grid_sampler_2d": "deformable attention",
+}
+
+
+def profile_forward(model, pixel_values) -> dict:
+    """Self CPU seconds of one forward by group, and the five largest operators of the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(pixel_values=pixel_values)
+    groups, rest = dict.fromkeys(["linears", "convolutions", "deformable attention", "rest"], 0.0), {}
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        group = PROFILE_GROUPS.get(event.key, "rest")
+        groups[group] += seconds
+        if group == "rest":
+            rest[event.key] = seconds
+    return {"groups": groups, "rest_top": sorted(rest.items(), key=lambda item: -item[1])[:5]}
+
+
 def test_image(height: int, width: int):
     import numpy as np
     from PIL import Image
@@ -115,10 +147,12 @@ def latency_child(args) -> None:
     with torch.inference_mode():
         model(pixel_values=pixel_values)
         forward_times, call_times = [], []
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(args.repeats):
             start = time.perf_counter()
             model(pixel_values=pixel_values)
             forward_times.append(time.perf_counter() - start)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.repeats
         call_parts = []
         for _ in range(args.repeats):
             start = time.perf_counter()
@@ -130,6 +164,7 @@ def latency_child(args) -> None:
             end = time.perf_counter()
             call_times.append(end - start)
             call_parts.append([processed - start, forwarded - processed, end - forwarded])
+        profiled = profile_forward(model, pixel_values) if args.profile else None
     print(
         json.dumps(
             {
@@ -138,6 +173,8 @@ def latency_child(args) -> None:
                 "whole_call": call_times,
                 "whole_call_parts": call_parts,
                 "peak_rss": read_status_bytes("VmHWM"),
+                "forward_minor_faults": faults,
+                "profile": profiled,
                 "input": list(pixel_values.shape),
             }
         )
@@ -146,7 +183,7 @@ def latency_child(args) -> None:
 
 def run_child(mode: str, args) -> dict:
     arguments = ["--threads", str(args.threads), "--repeats", str(args.repeats)]
-    arguments += ["--height", str(args.height), "--width", str(args.width)]
+    arguments += ["--height", str(args.height), "--width", str(args.width)] + ["--profile"] * args.profile
     kernels, _, environment = SETTINGS.get(mode, ("auto", None, {}))
     return run_json_child(__file__, mode, arguments, dict(os.environ, MASKDINO_KERNELS=kernels, **environment))
 
@@ -154,6 +191,7 @@ def run_child(mode: str, args) -> dict:
 def main():
     parser = base_parser(__doc__)
     parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    parser.add_argument("--profile", action="store_true", help="torch.profiler shares of one forward per setting")
     parser.add_argument("--child", choices=[*SETTINGS, "flops"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "flops":
@@ -177,9 +215,10 @@ def main():
     )
     print(
         "| setting | median forward | forwards (s) | matmul GFLOP/s in that dtype (median) | fraction of the limit | "
-        "whole call (median) | of which processor / forward / post-processing (medians) | peak RSS |"
+        "whole call (median) | of which processor / forward / post-processing (medians) | peak RSS | "
+        "minor faults per forward |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
         forwards = [t for result in results[setting] for t in result["forward"]]
         calls = [t for result in results[setting] for t in result["whole_call"]]
@@ -192,8 +231,15 @@ def main():
         part_medians = " / ".join(f"{statistics.median(part[i] for part in parts):.2f}" for i in range(3))
         print(
             f"| {setting} | **{forward:.2f} s** | {', '.join(f'{t:.2f}' for t in forwards)} | {throughput:.0f} | "
-            f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {part_medians} s | {peak / 2**30:.2f} GB |"
+            f"**{fraction:.0%}** | {statistics.median(calls):.2f} s | {part_medians} s | {peak / 2**30:.2f} GB | "
+            f"{statistics.median(result['forward_minor_faults'] for result in results[setting]):,.0f} |"
         )
+    for setting in args.settings if args.profile else []:
+        for result in results[setting]:
+            groups, total = result["profile"]["groups"], sum(result["profile"]["groups"].values())
+            shares = ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in groups.items())
+            top = ", ".join(f"{name} {seconds * 1e3:.0f} ms" for name, seconds in result["profile"]["rest_top"])
+            print(f"# profile {setting} ({total:.2f} s): {shares}; largest of the rest: {top}")
     print(f"\n# load average after: {load_average()}")
 
 
