@@ -19,8 +19,7 @@ processor + forward + instance post-processing at the image size). The forward's
 (`torch.utils.flop_counter`, which counts matrix products and convolutions, not deformable sampling or element-wise
 work). Reported per setting: median forward latency, the fraction of the limit it reaches (FLOPs / that process's
 matmul throughput in the setting's dtype / latency), the whole call, peak RSS (VmHWM), minor page faults per
-forward and the load average. `--profile` adds each setting's torch.profiler shares of one forward: linears,
-convolutions, deformable attention and the rest, with the rest's largest operators.
+forward and the load average; with `--profile`, the torch.profiler shares of one forward.
 
     python benchmarks/inference.py
     python benchmarks/inference.py --rounds 1 --repeats 2 --settings fp32 bf16 --profile
@@ -93,7 +92,7 @@ PROFILE_GROUPS = {
 
 
 def profile_forward(model, pixel_values) -> dict:
-    """Self CPU seconds of one forward by group, and the five largest operators of the rest."""
+    """Self CPU seconds of one forward by group; the rest's five largest operators."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
