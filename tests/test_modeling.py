@@ -578,7 +578,9 @@ def test_encoder_ffn_in_token_chunks_equals_the_whole_at_once():
 
 def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_where_they_must(monkeypatch):
     # CPU inference: one oneDNN convolution per layer with the frozen batch norm folded in, against
-    # transformers' own ResNet (frozen batch norm, unfused) on the same weights and statistics, in both layouts
+    # transformers' own ResNet (frozen batch norm, unfused) on the same weights and statistics, in both layouts. A
+    # block writes into its residual, except into an input seen elsewhere: stage 1's first block has an identity
+    # shortcut here, and its input is hidden state 0
     from transformers import AutoBackbone
 
     import transformers_maskdino.modeling_maskdino as modeling
@@ -586,7 +588,9 @@ def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_
     fused = modeling.MKLDNN_CONVOLUTION_POINTWISE
     if fused is None:
         pytest.skip("no oneDNN convolution in this PyTorch build (x86 builds have it)")
-    backbone = make_model(tiny_config()).model.backbone
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    resnet = ResNetConfig(embedding_size=16, hidden_sizes=[16, 16, 32, 32], depths=[2, 1, 1, 2], out_features=stages)
+    backbone = make_model(tiny_config(backbone_config=resnet)).model.backbone
     plain = AutoBackbone.from_config(backbone.config)
     modeling.replace_batch_norm(plain)
     assert plain.state_dict().keys() == backbone.state_dict().keys()
@@ -596,15 +600,21 @@ def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_
     plain.load_state_dict(backbone.state_dict())
     calls = []
     monkeypatch.setattr(modeling, "MKLDNN_CONVOLUTION_POINTWISE", CountingOp(fused, calls))
+    in_place = CountingOp(modeling.MKLDNN_CONVOLUTION_POINTWISE_INPLACE, calls, "in place")
+    monkeypatch.setattr(modeling, "MKLDNN_CONVOLUTION_POINTWISE_INPLACE", in_place)
     pixels = torch.randn(2, 3, 64, 96)
     depths = backbone.config.depths
     with torch.no_grad():
+        expected = plain(pixels, output_hidden_states=True)
         for layout in (torch.contiguous_format, torch.channels_last):
-            outputs = zip(backbone(pixels.contiguous(memory_format=layout)).feature_maps, plain(pixels).feature_maps)
-            for ours, theirs in outputs:
-                torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
-    # the stem, the shortcut of each stage and 3 convolutions per block, the last with the residual addition
-    assert calls.count("binary") == 2 * sum(depths) and len(calls) == 2 * (1 + len(depths) + 3 * sum(depths))
+            ours = backbone(inputs := pixels.contiguous(memory_format=layout), output_hidden_states=True)
+            assert torch.equal(inputs, pixels)
+            pairs = zip(ours.hidden_states + ours.feature_maps, expected.hidden_states + expected.feature_maps)
+            for mine, theirs in pairs:
+                torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+    # the stem, the 3 projection shortcuts and 3 convolutions per block, the last with the residual addition
+    assert calls.count("binary") == 2 and calls.count("in place") == 2 * (sum(depths) - 1)
+    assert len(calls) == 2 * (len(depths) + 3 * sum(depths))
     # bfloat16 channels-last (MaskDinoModel's CPU layout), fused (folded in float32, rounded once): about as close to
     # float32 as transformers' layers in bfloat16; NCHW bfloat16 unfused (oneDNN's residual fusion fails on it)
     calls.clear()
@@ -616,7 +626,8 @@ def test_fused_resnet_layers_keep_transformers_names_and_numbers_and_step_aside_
             torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
         assert calls == []
         fused_features = backbone(pixels.bfloat16().contiguous(memory_format=torch.channels_last)).feature_maps
-    assert calls.count("binary") == sum(depths) and len(calls) == 1 + len(depths) + 3 * sum(depths)
+    assert calls.count("binary") == 1 and calls.count("in place") == sum(depths) - 1
+    assert len(calls) == len(depths) + 3 * sum(depths)
     for ours, theirs, expected in zip(fused_features, plain_features, reference):
         assert ours.dtype == torch.bfloat16
         ours_error, theirs_error = (ours.float() - expected).norm(), (theirs.float() - expected).norm()
@@ -654,13 +665,13 @@ def test_mask_logits_from_channels_last_features_equal_the_einsum(monkeypatch):
 
 
 class CountingOp:
-    def __init__(self, op, calls):
-        self.op, self.calls = op, calls
+    def __init__(self, op, calls, binary_name="binary"):
+        self.op, self.calls, self.binary_name = op, calls, binary_name
 
     def __call__(self, *args):
         self.calls.append("unary")
         return self.op(*args)
 
     def binary(self, *args):
-        self.calls.append("binary")
+        self.calls.append(self.binary_name)
         return self.op.binary(*args)

@@ -379,8 +379,11 @@ class MaskDinoFrozenConvNorm(nn.Module):
         self.normalization = normalization
         self.activation = nn.ReLU() if relu else nn.Identity()
 
-    def forward(self, hidden_states: Tensor, residual: Tensor | None = None) -> Tensor:
-        """With `residual`: ReLU(norm(conv(hidden_states)) + residual), the end of a residual block."""
+    def forward(
+        self, hidden_states: Tensor, residual: Tensor | None = None, overwrite_residual: bool = False
+    ) -> Tensor:
+        """With `residual`: ReLU(norm(conv(hidden_states)) + residual), the end of a residual block (fused: into
+        `residual`'s memory with `overwrite_residual`)."""
         conv, norm = self.convolution, self.normalization
         if not (
             MKLDNN_CONVOLUTION_POINTWISE is not None
@@ -402,26 +405,31 @@ class MaskDinoFrozenConvNorm(nn.Module):
         bias = (bias if conv.bias is None else bias + conv.bias.float() * scale).to(dtype)
         layout = (conv.padding, conv.stride, conv.dilation, conv.groups)
         if residual is not None:
-            return MKLDNN_CONVOLUTION_POINTWISE.binary(
-                hidden_states, residual, weight, bias, *layout, "add", 1.0, "relu", [], ""
-            )
+            fusion = (weight, bias, *layout, "add", 1.0, "relu", [], "")
+            overwrite = overwrite_residual and MKLDNN_CONVOLUTION_POINTWISE_INPLACE is not None
+            if overwrite and residual.is_contiguous(memory_format=memory_format_of(hidden_states)):
+                # bit-identical, no fresh output (res2's are 62 MB each at 800x1216: new mappings to fault in)
+                return MKLDNN_CONVOLUTION_POINTWISE_INPLACE.binary(residual, hidden_states, *fusion)
+            return MKLDNN_CONVOLUTION_POINTWISE.binary(hidden_states, residual, *fusion)
         relu = "relu" if isinstance(self.activation, nn.ReLU) else "none"
         return MKLDNN_CONVOLUTION_POINTWISE(hidden_states, weight, bias, *layout, relu, [], "")
 
 
 class MaskDinoFrozenResidualBlock(nn.Module):
-    """transformers' ResNet block (same names); its last convolution takes the residual addition and ReLU."""
+    """transformers' ResNet block (same names); its last convolution takes the residual addition and ReLU, and
+    overwrites the residual if nothing else holds it: a projection's output, or an `input_is_private`."""
 
-    def __init__(self, shortcut: nn.Module, layer: nn.Sequential):
+    def __init__(self, shortcut: nn.Module, layer: nn.Sequential, input_is_private: bool):
         super().__init__()
         self.shortcut = shortcut
         self.layer = layer
+        self.overwrite_residual = input_is_private or not isinstance(shortcut, nn.Identity)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         residual = self.shortcut(hidden_states)
         for convolution in self.layer[:-1]:
             hidden_states = convolution(hidden_states)
-        return self.layer[-1](hidden_states, residual=residual)
+        return self.layer[-1](hidden_states, residual=residual, overwrite_residual=self.overwrite_residual)
 
 
 def use_fusable_resnet_layers(module: nn.Module) -> None:
@@ -444,7 +452,10 @@ def use_fusable_resnet_layers(module: nn.Module) -> None:
                 and isinstance(last.activation, nn.Identity)
                 and isinstance(child.shortcut, (nn.Identity, MaskDinoFrozenConvNorm))
             ):
-                replacement = MaskDinoFrozenResidualBlock(child.shortcut, child.layer)
+                # in a Sequential (a stage's blocks) only the previous block holds a later block's input; a stage's
+                # input can be a feature map or hidden state
+                private = isinstance(module, nn.Sequential) and name != "0"
+                replacement = MaskDinoFrozenResidualBlock(child.shortcut, child.layer, input_is_private=private)
         if replacement is not None:
             module._modules[name] = replacement
 
@@ -600,6 +611,7 @@ def find_mkldnn_pointwise(name: str):
 
 MKLDNN_LINEAR_POINTWISE = find_mkldnn_pointwise("_linear_pointwise")
 MKLDNN_CONVOLUTION_POINTWISE = find_mkldnn_pointwise("_convolution_pointwise")
+MKLDNN_CONVOLUTION_POINTWISE_INPLACE = find_mkldnn_pointwise("_convolution_pointwise_")
 
 
 class MaskDinoLinear(nn.Linear):
