@@ -93,10 +93,7 @@ def extract(original_repo: Path, output_dir: Path, commit: str) -> list[Path]:
         kept = _keep(tree)
         target = output_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        header = (
-            f"# Settings the converter reads from IDEA-Research/MaskDINO@{commit} configs/{relative.as_posix()}\n"
-            "# (architecture, inference and loss keys only; regenerate with conversion/tools/extract_original_configs.py)\n"
-        )
+        header = f"# Settings the converter reads from IDEA-Research/MaskDINO@{commit} configs/{relative.as_posix()}\n"
         with open(target, "w") as f:
             f.write(header)
             yaml.safe_dump(kept, f, sort_keys=False, default_flow_style=None, width=120)
