@@ -1,8 +1,8 @@
 """Full-size Mask DINO inference on CPU, against the machine's own limits (issue 12).
 
 The R50 instance-segmentation model at its released size (`MaskDinoConfig()` defaults: ResNet-50, 300 queries,
-9 decoder layers, 6 encoder layers, 80 classes) with random weights, on one random 800x1216 RGB image (which the default processor keeps at 800x1216; a smaller `--height`/`--width`
-is resized up to a shorter side of 800). Settings:
+9 decoder layers, 6 encoder layers, 80 classes) with random weights, on one random 800x1216 RGB image (smaller
+`--height`/`--width` are resized up to a shorter side of 800). Settings:
 
 - `fp32`: float32 with the compiled deformable-attention kernel (`MASKDINO_KERNELS=require`);
 - `fp32-pytorch`: float32 with the pure-PyTorch path (`MASKDINO_KERNELS=off`);
@@ -19,7 +19,7 @@ processor + forward + instance post-processing at the image size). The forward's
 (`torch.utils.flop_counter`, which counts matrix products and convolutions, not deformable sampling or element-wise
 work). Reported per setting: median forward latency, the fraction of the limit it reaches (FLOPs / that process's
 matmul throughput in the setting's dtype / latency), the whole call, peak RSS (VmHWM), minor page faults per
-forward and the load average; with `--profile`, the torch.profiler shares of one forward.
+forward and the load average; `--profile`: one forward's torch.profiler shares and stage times.
 
     python benchmarks/inference.py
     python benchmarks/inference.py --rounds 1 --repeats 2 --settings fp32 bf16 --profile
@@ -85,6 +85,7 @@ PROFILE_GROUPS = {
     "aten::mm": "linears",
     "aten::bmm": "linears",
     "mkldnn::_convolution_pointwise": "convolutions",
+    "mkldnn::_convolution_pointwise_": "convolutions",
     "aten::mkldnn_convolution": "convolutions",
     "maskdino_msda::ms_deform_attn_forward": "deformable attention",
     "aten::grid_sampler_2d": "deformable attention",
@@ -92,11 +93,18 @@ PROFILE_GROUPS = {
 
 
 def profile_forward(model, pixel_values) -> dict:
-    """Self CPU seconds of one forward by group; the rest's five largest operators."""
+    """Self CPU seconds of one forward by group; the rest's five largest operators; seconds per stage."""
     from torch.profiler import ProfilerActivity, profile
 
+    starts, stages = {}, {}
+    for name in ("backbone", "pixel_decoder", "decoder"):
+        module = getattr(model.model, name)
+        module.register_forward_pre_hook(lambda *_, n=name: starts.__setitem__(n, time.perf_counter()))
+        module.register_forward_hook(lambda *_, n=name: stages.__setitem__(n, time.perf_counter() - starts[n]))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
         model(pixel_values=pixel_values)
+        stages["the rest (query selection, heads)"] = time.perf_counter() - start - sum(stages.values())
     groups, rest = dict.fromkeys(["linears", "convolutions", "deformable attention", "rest"], 0.0), {}
     for event in prof.key_averages():
         seconds = event.self_cpu_time_total / 1e6
@@ -104,7 +112,7 @@ def profile_forward(model, pixel_values) -> dict:
         groups[group] += seconds
         if group == "rest":
             rest[event.key] = seconds
-    return {"groups": groups, "rest_top": sorted(rest.items(), key=lambda item: -item[1])[:5]}
+    return {"groups": groups, "rest_top": sorted(rest.items(), key=lambda item: -item[1])[:5], "stages": stages}
 
 
 def test_image(height: int, width: int):
@@ -238,7 +246,8 @@ def main():
             groups, total = result["profile"]["groups"], sum(result["profile"]["groups"].values())
             shares = ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in groups.items())
             top = ", ".join(f"{name} {seconds * 1e3:.0f} ms" for name, seconds in result["profile"]["rest_top"])
-            print(f"# profile {setting} ({total:.2f} s): {shares}; largest of the rest: {top}")
+            stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in result["profile"]["stages"].items())
+            print(f"# profile {setting} ({total:.2f} s): {shares}; largest of the rest: {top}; stages (s): {stages}")
     print(f"\n# load average after: {load_average()}")
 
 
