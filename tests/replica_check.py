@@ -19,7 +19,7 @@ from transformers_maskdino.training.synthetic_data import LABELS, STUFF_LABEL_ID
 from transformers_maskdino.training import build_model_and_image_processor
 
 
-def main() -> None:
+def main():
     report_path, example_arguments = Path(sys.argv[1]), sys.argv[2:]
     example = import_example("finetune_accelerate")
     args = example.build_parser().parse_args(example_arguments)
@@ -54,13 +54,14 @@ def main() -> None:
         report_path.write_text(json.dumps(report, indent=2))
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    return result  # holds the DDP model: freeing it here could deadlock (below)
 
 
 if __name__ == "__main__":
-    main()
-    # Leave without tearing down: PyTorch's gloo process group can deadlock at interpreter exit, the main thread
-    # joining gloo's run loop (GIL held, freeing DDP's reducer) while that thread waits for the GIL to free the
-    # tensors of a finished allgather (seen in a test run on torch 2.13.0). The report is already written.
+    training = main()
+    # Leave without tearing down: freeing DDP's reducer can deadlock in gloo, the main thread joining gloo's run loop
+    # (GIL held) while that thread waits for the GIL to free the tensors of a finished allgather (torch 2.13.0; seen
+    # at interpreter exit, and once when main()'s locals were freed). The report is already written.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
