@@ -96,15 +96,19 @@ def profile_forward(model, pixel_values) -> dict:
     """Self CPU seconds of one forward by group; the rest's five largest operators; seconds per stage."""
     from torch.profiler import ProfilerActivity, profile
 
-    starts, stages = {}, {}
+    starts, stages, hooks = {}, {}, []
     for name in ("backbone", "pixel_decoder", "decoder"):
         module = getattr(model.model, name)
-        module.register_forward_pre_hook(lambda *_, n=name: starts.__setitem__(n, time.perf_counter()))
-        module.register_forward_hook(lambda *_, n=name: stages.__setitem__(n, time.perf_counter() - starts[n]))
+        hooks.append(module.register_forward_pre_hook(lambda *_, n=name: starts.__setitem__(n, time.perf_counter())))
+        hooks.append(
+            module.register_forward_hook(lambda *_, n=name: stages.__setitem__(n, time.perf_counter() - starts[n]))
+        )
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         model(pixel_values=pixel_values)
         stages["the rest (query selection, heads)"] = time.perf_counter() - start - sum(stages.values())
+    for hook in hooks:
+        hook.remove()
     groups, rest = dict.fromkeys(["linears", "convolutions", "deformable attention", "rest"], 0.0), {}
     for event in prof.key_averages():
         seconds = event.self_cpu_time_total / 1e6
