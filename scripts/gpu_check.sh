@@ -80,7 +80,7 @@ if [ "$DRY_RUN" = 1 ]; then
     # that the package needs (the device tool's KINDS.md lists them); the rest must come from the carried wheels.
     DRY_VENV="${GPU_CHECK_DRY_VENV:-$(mktemp -d)/venv}"  # set it to reuse one between runs
     [ -x "$DRY_VENV/bin/python" ] || "$PYTHON" -m venv "$DRY_VENV"
-    "$DRY_VENV/bin/python" -m pip install --quiet torch==2.13.0 numpy scipy pillow safetensors "huggingface_hub>=1.31" \
+    "$DRY_VENV/bin/python" -m pip install --quiet torch==2.13.0 numpy scipy pillow safetensors huggingface_hub==1.33.0 \
         ninja pyyaml filelock tokenizers typer tqdm pytest
     PYTHON="$DRY_VENV/bin/python"
 fi

@@ -18,8 +18,10 @@ CARRY="${MASKDINO_GPU_CARRY:-$REPO/.gpu_carry}"
 PYTHON_VERSION="${PYTHON_VERSION:-3.12}"
 REFERENCE_DIR="${MASKDINO_REFERENCE_DIR:-$REPO/../shared/reference}"
 VARIANTS="${GPU_CHECK_VARIANTS:-r50_instance swin_panoptic}"
-# the transformers this checkout is tested with: the one installed here, else the lowest version pyproject allows
-TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION:-$(python3 -c 'import transformers; print(transformers.__version__)' 2>/dev/null || echo 5.23.0)}"
+# transformers: the one installed here (else pyproject's lowest), at most 5.24 (5.25 needs huggingface_hub >= 2.4 and
+# kernels; the GPU image has huggingface_hub 1.33)
+TRANSFORMERS_VERSION="${TRANSFORMERS_VERSION:-$(python3 -c 'import transformers as t; v = t.__version__
+print(v if tuple(map(int, v.split(".")[:2])) < (5, 25) else "5.24.0")' 2>/dev/null || echo 5.23.0)}"
 
 rm -rf "$CARRY/wheels" "$CARRY/reference"
 mkdir -p "$CARRY/wheels" "$CARRY/reference"
