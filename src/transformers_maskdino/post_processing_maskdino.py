@@ -456,8 +456,9 @@ class MaskDinoPostProcessingMixin:
                 boxes = self._boxes_to_output(
                     predictions.pred_boxes[index][queries[order]], valid_size, padded_size, output_size
                 )
+            positions = order.tolist()
             segments_info = []
-            for rank, position in enumerate(order.tolist()):
+            for rank, position in enumerate(positions):
                 segment = {
                     "id": rank,
                     "label_id": int(labels[position]),
@@ -470,15 +471,15 @@ class MaskDinoPostProcessingMixin:
             if return_binary_maps:
                 segmentation = binary_masks[order]
             elif return_coco_annotation:
-                segmentation = [[int(run) for run in binary_mask_to_rle(binary_masks[i].cpu())] for i in order.tolist()]
+                segmentation = [[int(run) for run in binary_mask_to_rle(binary_masks[i].cpu())] for i in positions]
             elif return_coco_rle:
-                segmentation = [coco_rle(binary_masks[i]) for i in order.tolist()]
+                segmentation = [coco_rle(binary_masks[i]) for i in positions]
             else:
                 segmentation = torch.full(output_size, -1, dtype=torch.int32, device=mask_logits.device)
                 # paint from the lowest score up so that higher-scored instances end on top; the masks are read in
-                # place (reordering them would copy all of them)
-                for rank, position in reversed(list(enumerate(order.tolist()))):
-                    segmentation[binary_masks[position]] = rank
+                # place (reordering would copy all of them)
+                for rank in reversed(range(len(positions))):
+                    segmentation[binary_masks[positions[rank]]] = rank
             results.append({"segmentation": segmentation, "segments_info": segments_info})
         return results
 
